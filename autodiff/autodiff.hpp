@@ -1,0 +1,9 @@
+// Everything of the autodiff library in one include.
+#pragma once
+
+#include "autodiff/array.hpp"
+#include "autodiff/error.hpp"
+#include "autodiff/gradients.hpp"
+#include "autodiff/tape.hpp"
+#include "autodiff/tensor.hpp"
+#include "autodiff/var.hpp"

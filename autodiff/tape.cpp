@@ -1,0 +1,361 @@
+#include "autodiff/tape.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace ad {
+
+namespace {
+constexpr const char* op_names[] = {
+    "sink", "leaf",  "add",  "sub",  "mul",  "div",     "neg",  "add",  "sub",      "sub",  "mul",
+    "div",  "div",   "pow",  "pow",  "pow",  "exp",     "log",  "log1p", "sqrt",    "sin",  "cos",
+    "tan",  "tanh",  "sigmoid", "relu", "abs", "softplus", "square", "min", "max", "rule"};
+static_assert(std::size(op_names) == static_cast<std::size_t>(Op::count_));
+}  // namespace
+
+const char* op_name(Op op) { return op_names[static_cast<std::size_t>(op)]; }
+
+Tape::Tape() {
+  grow();
+  push(Op::sink, 0.0, 0, 0.0, 0, 0.0);
+}
+
+Tape::~Tape() = default;
+
+void Tape::grow() {
+  if (capacity_ > max_entries)
+    throw CapacityError(fmt::format("tape: more than {} entries recorded; clear the tape or split the computation",
+                                    max_entries));
+  const std::size_t cap = std::min<std::size_t>(std::max<std::size_t>(1024, capacity_ * 2), std::size_t{max_entries} + 1);
+  auto value = std::make_unique_for_overwrite<double[]>(cap);
+  auto word = std::make_unique_for_overwrite<std::uint64_t[]>(cap);
+  auto partial = std::make_unique_for_overwrite<double[]>(2 * cap);
+  if (size_) {
+    std::memcpy(value.get(), value_.get(), size_ * sizeof(double));
+    std::memcpy(word.get(), word_.get(), size_ * sizeof(std::uint64_t));
+    std::memcpy(partial.get(), partial_.get(), 2 * size_ * sizeof(double));
+  }
+  value_ = std::move(value);
+  word_ = std::move(word);
+  partial_ = std::move(partial);
+  capacity_ = cap;
+}
+
+std::uint32_t Tape::push_node(Node node, double scalar_value) {
+  if (size_ == capacity_) grow();  // grow first so a CapacityError leaves the tape unchanged
+  const auto k = static_cast<std::uint32_t>(nodes_.size());
+  node.entry = static_cast<std::uint32_t>(size_);
+  nodes_.push_back(std::move(node));
+  return push(Op::rule, scalar_value, k, 0.0, 0, 0.0);
+}
+
+void Tape::throw_foreign(const char* what) const {
+  throw ForeignHandleError(fmt::format("{}: the handle belongs to another tape (or is empty)", what));
+}
+
+void Tape::throw_stale(const char* what, std::uint32_t generation) const {
+  if (generation != generation_)
+    throw StaleHandleError(fmt::format(
+        "{}: stale handle: it was recorded before tape.clear() (handle generation {}, tape generation {})", what,
+        generation, generation_));
+  throw StaleHandleError(fmt::format("{}: the handle does not name a recorded entry of this tape", what));
+}
+
+boost::container::static_vector<std::uint32_t, 3> Tape::args(std::uint32_t entry) const {
+  boost::container::static_vector<std::uint32_t, 3> r;
+  const Op o = op(entry);
+  if (o == Op::rule) {
+    for (auto a : nodes_[node_index(entry)].args) r.push_back(a);
+    return r;
+  }
+  const std::uint64_t w = word_[entry];
+  const auto a = static_cast<std::uint32_t>(w & max_entries);
+  const auto b = static_cast<std::uint32_t>((w >> 29) & max_entries);
+  if (a != 0) r.push_back(a);
+  if (b != 0) r.push_back(b);
+  return r;
+}
+
+const Node* Tape::node(std::uint32_t entry) const {
+  if (entry >= size_ || op(entry) != Op::rule) return nullptr;
+  return &nodes_[node_index(entry)];
+}
+
+bool Tape::requires_grad(std::uint32_t entry) const {
+  const Node* n = node(entry);
+  return n == nullptr || n->requires_grad;
+}
+
+Var Tape::variable(double v) { return Var(this, push(Op::leaf, v, 0, 0.0, 0, 0.0), generation_); }
+
+Var Tape::name(Var v, std::string_view name) {
+  check(v.tape(), v.generation(), v.index(), "Tape::name");
+  names_[v.index()] = std::string(name);
+  by_name_[std::string(name)] = v.index();
+  return v;
+}
+
+Tensor Tape::name(Tensor t, std::string_view name) {
+  check(t.tape(), t.generation(), t.index(), "Tape::name");
+  names_[t.index()] = std::string(name);
+  by_name_[std::string(name)] = t.index();
+  return t;
+}
+
+std::string_view Tape::name_of(std::uint32_t entry) const {
+  auto it = names_.find(entry);
+  return it == names_.end() ? std::string_view{} : std::string_view(it->second);
+}
+
+std::uint32_t Tape::find(std::string_view name) const {
+  auto it = by_name_.find(name);
+  return it == by_name_.end() ? 0 : it->second;
+}
+
+std::string Tape::label(std::uint32_t entry, std::string_view fallback) const {
+  auto n = name_of(entry);
+  return std::string(n.empty() ? fallback : n);
+}
+
+DType Tape::dtype_of_entry(std::uint32_t entry) const {
+  const Node* n = node(entry);
+  return n && !n->scalar_out ? n->dtype : DType::f64;
+}
+
+Shape Tape::shape_of_entry(std::uint32_t entry) const {
+  const Node* n = node(entry);
+  return n && !n->scalar_out ? n->shape : Shape{};
+}
+
+View Tape::value_view(std::uint32_t entry) const {
+  const Node* n = node(entry);
+  if (n && !n->scalar_out) return View(n->dtype, n->shape, n->data);
+  return View(DType::f64, Shape{}, &value_[entry]);
+}
+
+void Tape::clear() {
+  size_ = 1;
+  ++generation_;
+  nodes_.clear();
+  arena_.reset();
+  names_.clear();
+  by_name_.clear();
+}
+
+std::size_t Tape::bytes_used() const {
+  return size_ * bytes_per_scalar_entry + nodes_.size() * sizeof(Node) + arena_.bytes_used();
+}
+
+std::size_t Tape::bytes_reserved() const {
+  return capacity_ * bytes_per_scalar_entry + nodes_.capacity() * sizeof(Node) + arena_.bytes_reserved();
+}
+
+// ---- differentiation ---------------------------------------------------------------------------------
+
+Gradients Tape::start_gradient() {
+  // Reuse the previous sweep's storage when nobody else holds it: a training loop then allocates
+  // nothing for gradients in steady state.
+  if (!last_ || last_.use_count() != 1) last_ = std::make_shared<GradStore>();
+  last_->reset(*this);
+  return Gradients(last_);
+}
+
+void Tape::seed(Gradients& g, std::uint32_t entry, double w) const {
+  GradStore& s = g.store();
+  const Node* n = node(entry);
+  if (n && !n->scalar_out) {
+    dispatch(n->dtype, [&]<class T>() {
+      T* a = static_cast<T*>(s.tensor_adjoint(node_index(entry), *n));
+      for (std::int64_t i = 0, m = numel(n->shape); i < m; ++i) a[i] += static_cast<T>(w);
+    });
+  } else {
+    s.adj[entry] += w;
+  }
+}
+
+void Tape::backward_step(Gradients& g, std::uint32_t i) const {
+  GradStore& s = g.store();
+  const std::uint64_t w = word_[i];
+  if ((w >> 58) != static_cast<std::uint64_t>(Op::rule)) {
+    const double gi = s.adj[i];
+    if (gi == 0.0) return;  // nothing flowed in: skip, so an infinite partial cannot make 0·inf = NaN
+    s.adj[w & max_entries] += partial_[2 * i] * gi;
+    s.adj[(w >> 29) & max_entries] += partial_[2 * i + 1] * gi;
+    return;
+  }
+  const std::uint32_t k = node_index(i);
+  const Node& n = nodes_[k];
+  if (!n.backward || !n.requires_grad) return;
+  if (n.scalar_out ? s.adj[i] == 0.0 : s.tadj[k] == nullptr) return;
+  BackwardContext ctx(*this, s, n);
+  n.backward(ctx);
+}
+
+void Tape::sweep(Gradients& g, std::uint32_t last) const {
+  GradStore& s = g.store();
+  double* adj = s.adj.data();
+  const std::uint64_t* word = word_.get();
+  const double* partial = partial_.get();
+  for (std::uint32_t i = last; i > 0; --i) {
+    const std::uint64_t w = word[i];
+    if ((w >> 58) == static_cast<std::uint64_t>(Op::rule)) {
+      backward_step(g, i);
+      continue;
+    }
+    const double gi = adj[i];
+    if (gi == 0.0) continue;
+    adj[w & max_entries] += partial[2 * i] * gi;
+    adj[(w >> 29) & max_entries] += partial[2 * i + 1] * gi;
+  }
+}
+
+Gradients Tape::gradient(Var y) {
+  check(y.tape(), y.generation(), y.index(), "gradient");
+  Gradients g = start_gradient();
+  seed(g, y.index(), 1.0);
+  sweep(g, y.index());
+  return g;
+}
+
+Gradients Tape::gradient(std::span<const Var> ys, std::span<const double> weights) {
+  if (ys.size() != weights.size())
+    throw InvalidArgument(fmt::format("gradient: {} outputs but {} weights", ys.size(), weights.size()));
+  std::uint32_t last = 0;
+  for (const Var& y : ys) {
+    check(y.tape(), y.generation(), y.index(), "gradient");
+    last = std::max(last, y.index());
+  }
+  Gradients g = start_gradient();
+  for (std::size_t k = 0; k < ys.size(); ++k) seed(g, ys[k].index(), weights[k]);
+  sweep(g, last);
+  return g;
+}
+
+Gradients Tape::gradient(const Tensor& y) {
+  check(y.tape(), y.generation(), y.index(), "gradient");
+  if (y.size() != 1)
+    throw ShapeError(fmt::format("gradient: the output must have exactly one element; {} is {}",
+                                 label(y.index(), "y"), describe(y.dtype(), y.shape())));
+  Gradients g = start_gradient();
+  seed(g, y.index(), 1.0);
+  sweep(g, y.index());
+  return g;
+}
+
+const GradStore* Tape::last_gradient() const {
+  return last_ && last_->generation == generation_ && last_->tape == this && last_->adj.size() == size_ ? last_.get()
+                                                                                                        : nullptr;
+}
+
+// ---- GradStore and Gradients -------------------------------------------------------------------------
+
+void GradStore::reset(const Tape& t) {
+  tape = &t;
+  generation = t.generation();
+  adj.assign(t.size(), 0.0);
+  tadj.assign(t.node_count(), nullptr);
+  arena.reset();
+}
+
+void* GradStore::tensor_adjoint(std::size_t k, const Node& n) {
+  if (!tadj[k]) {
+    const std::size_t bytes = static_cast<std::size_t>(numel(n.shape)) * size_of(n.dtype);
+    tadj[k] = arena.allocate(bytes);
+    std::memset(tadj[k], 0, bytes);
+  }
+  return tadj[k];
+}
+
+const Tape& Gradients::tape() const { return *s_->tape; }
+
+void Gradients::check(const char* what) const {
+  if (s_->generation != s_->tape->generation())
+    throw StaleHandleError(fmt::format("{}: these gradients were taken before tape.clear()", what));
+}
+
+double Gradients::operator[](const Var& x) const {
+  check("Gradients[Var]");
+  s_->tape->check(x.tape(), x.generation(), x.index(), "Gradients[Var]");
+  if (x.index() >= s_->adj.size())
+    throw InvalidArgument("Gradients[Var]: the value was recorded after this gradient was taken");
+  return s_->adj[x.index()];
+}
+
+View Gradients::adjoint(std::uint32_t entry) const {
+  check("Gradients::adjoint");
+  if (entry == 0 || entry >= s_->adj.size())
+    throw InvalidArgument(fmt::format("Gradients::adjoint: no entry #{} in this gradient", entry));
+  const Tape& t = *s_->tape;
+  const Node* n = t.node(entry);
+  if (n && !n->scalar_out) return View(n->dtype, n->shape, s_->tensor_adjoint(t.node_index(entry), *n));
+  return View(DType::f64, Shape{}, &s_->adj[entry]);
+}
+
+View Gradients::operator[](const Tensor& x) const {
+  check("Gradients[Tensor]");
+  s_->tape->check(x.tape(), x.generation(), x.index(), "Gradients[Tensor]");
+  return adjoint(x.index());
+}
+
+View Gradients::operator[](std::string_view name) const {
+  check("Gradients[name]");
+  const std::uint32_t e = s_->tape->find(name);
+  if (e == 0) throw InvalidArgument(fmt::format("Gradients[\"{}\"]: no entry of the tape has this name", name));
+  return adjoint(e);
+}
+
+bool Gradients::reached(std::uint32_t entry) const {
+  check("Gradients::reached");
+  const Tape& t = *s_->tape;
+  const Node* n = t.node(entry);
+  if (n && !n->scalar_out) return s_->tadj[t.node_index(entry)] != nullptr;
+  return entry < s_->adj.size() && s_->adj[entry] != 0.0;
+}
+
+}  // namespace ad
+
+// ---- listing -----------------------------------------------------------------------------------------
+
+namespace {
+
+std::string summarise(const ad::View& v) {
+  if (v.rank() == 0) return fmt::format("{:.6g}", v.flat(0));
+  std::string r = ad::describe(v.dtype(), v.shape()) + " {";
+  const std::int64_t n = v.size(), shown = std::min<std::int64_t>(n, 4);
+  for (std::int64_t i = 0; i < shown; ++i) r += fmt::format("{}{:.4g}", i ? ", " : "", v.flat(i));
+  if (n > shown) r += ", ...";
+  return r + "}";
+}
+
+}  // namespace
+
+auto fmt::formatter<ad::Tape>::format(const ad::Tape& t, fmt::format_context& ctx) const
+    -> fmt::format_context::iterator {
+  auto out = ctx.out();
+  const ad::GradStore* g = t.last_gradient();
+  for (std::uint32_t i = 1; i < t.size(); ++i) {
+    const ad::Node* n = t.node(i);
+    std::string args;
+    for (auto a : t.args(i)) {
+      if (!args.empty()) args += ", ";
+      auto nm = t.name_of(a);
+      args += nm.empty() ? fmt::format("#{}", a) : std::string(nm);
+    }
+    const char* op = n ? n->op : ad::op_name(t.op(i));
+    out = fmt::format_to(out, "#{:<4} {:<12} {:<8} {:<20} = {}", i, t.name_of(i), op, "(" + args + ")",
+                         summarise(t.value_view(i)));
+    if (g) {
+      std::string adj;
+      if (n && !n->scalar_out) {
+        const void* p = g->tadj[t.node_index(i)];
+        adj = p ? summarise(ad::View(n->dtype, n->shape, p)) : "0";
+      } else {
+        adj = fmt::format("{:.6g}", g->adj[i]);
+      }
+      out = fmt::format_to(out, "   adj = {}", adj);
+    }
+    out = fmt::format_to(out, "\n");
+  }
+  return out;
+}

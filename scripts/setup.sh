@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Installs what is missing (Debian packages), builds, and runs one of:
+#   demo       the main demo (examples/walkthrough)
+#   test       every test, through CTest
+#   sanitize   every test again, built with -fsanitize=address,undefined (build-asan/)
+#   install    installs into $PREFIX (default /usr/local)
+# Environment: BUILD_DIR (default build), JOBS (default: number of cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=${1:-demo}
+jobs=${JOBS:-$(nproc)}
+required=(g++ cmake make libboost-dev libfmt-dev doctest-dev libopenblas-dev zlib1g-dev)
+
+missing=()
+for p in "${required[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "setup: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+build() {  # build <dir> [cmake args...]
+  local dir=$1
+  shift
+  cmake -S . -B "$dir" "$@" > "$dir.configure.log" 2>&1 || { cat "$dir.configure.log"; exit 1; }
+  cmake --build "$dir" -j "$jobs"
+}
+
+case "$mode" in
+  demo)
+    build "${BUILD_DIR:-build}"
+    "${BUILD_DIR:-build}/examples/walkthrough"
+    ;;
+  test)
+    build "${BUILD_DIR:-build}"
+    ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure -j "$jobs"
+    ;;
+  sanitize)
+    build "${BUILD_DIR:-build-asan}" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDELTAGRAD_SANITIZE=ON \
+      -DDELTAGRAD_BUILD_EXAMPLES=OFF -DDELTAGRAD_BUILD_BENCH=OFF
+    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+      ctest --test-dir "${BUILD_DIR:-build-asan}" --output-on-failure -j "$jobs"
+    ;;
+  install)
+    build "${BUILD_DIR:-build}"
+    cmake --install "${BUILD_DIR:-build}" --prefix "${PREFIX:-/usr/local}"
+    ;;
+  *)
+    echo "usage: scripts/setup.sh demo|test|sanitize|install" >&2
+    exit 2
+    ;;
+esac
