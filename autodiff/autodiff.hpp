@@ -7,3 +7,4 @@
 #include "autodiff/tape.hpp"
 #include "autodiff/tensor.hpp"
 #include "autodiff/var.hpp"
+#include "autodiff/ops/ops.hpp"

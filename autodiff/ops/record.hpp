@@ -1,0 +1,34 @@
+// Helpers for writing tensor ops: validate handles, allocate the output, record the node.
+//
+// The pattern every op follows (see ops/elementwise.cpp):
+//   1. validate the operands (same tape, current generation, dtypes, shapes): throw before recording;
+//   2. allocate the output on the tape (tape.allocate_elements<T>) and compute the value;
+//   3. record the node with its backward rule (record_tensor), which is written right beside it.
+#pragma once
+
+#include <initializer_list>
+
+#include "autodiff/tape.hpp"
+
+namespace ad::ops {
+
+/// The tape of a tensor operand, after checking it is non-empty, current, and (if `other` is
+/// given) on the same tape as `other`.
+Tape& tape_of(const Tensor& t, const char* op);
+Tape& tape_of(const Tensor& a, const Tensor& b, const char* op);
+Tape& tape_of(const Tensor& a, const Var& b, const char* op);
+
+/// Throws DTypeError naming the op and both operands unless a and b have the same dtype.
+void check_same_dtype(const Tensor& a, const Tensor& b, const char* op);
+
+/// The operand's name on the tape, or `fallback` ("lhs", "x", ...) if unnamed: for error messages.
+std::string operand(const Tensor& t, const char* fallback);
+/// "x is f32[64,784]": operand name and its dtype/shape.
+std::string describe_operand(const Tensor& t, const char* fallback);
+
+/// Records a tensor-valued node: `data` (allocated on `tape`) holds the value of the given dtype and
+/// shape; `args` are the argument entries.  The node needs a gradient iff any argument does.
+Tensor record_tensor(Tape& tape, const char* op, DType dtype, const Shape& shape, void* data,
+                     std::initializer_list<std::uint32_t> args, BackwardFn backward, NodeParams params = {});
+
+}  // namespace ad::ops
