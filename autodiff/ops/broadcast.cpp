@@ -33,10 +33,11 @@ std::array<std::int64_t, 4> padded_strides(const Shape& s) {
 }  // namespace
 
 Broadcast::Broadcast(const Shape& a, const Shape& b) {
-  if (a == b) {  // the common case: no padding or strides needed
-    out_ = a;
-    size_ = numel(a);
-    kind_ = Kind::same;
+  // The common cases need no padding or strides: equal shapes, and a rank-0 operand (a Var).
+  if (a == b || a.empty() || b.empty()) {
+    out_ = b.empty() ? a : b;
+    size_ = numel(out_);
+    kind_ = a == b ? Kind::same : b.empty() ? Kind::b_single : Kind::a_single;
     return;
   }
   out_ = *broadcast_shape(a, b);
