@@ -10,22 +10,26 @@ namespace ad {
 
 namespace {
 
-/// Adds src, a stack of [rows, cols] matrices, transposed into dst (a stack of [cols, rows]).
-template <Element T>
-void add_transposed(T* dst, const T* src, std::int64_t batch, std::int64_t rows, std::int64_t cols) {
+/// Writes (or, with accumulate, adds) src, a stack of [rows, cols] matrices, transposed into dst
+/// (a stack of [cols, rows]).
+template <bool accumulate, Element T>
+void transpose_into(T* dst, const T* src, std::int64_t batch, std::int64_t rows, std::int64_t cols) {
   for (std::int64_t b = 0; b < batch; ++b, src += rows * cols, dst += rows * cols)
     for (std::int64_t i = 0; i < rows; ++i)
-      for (std::int64_t j = 0; j < cols; ++j) dst[j * rows + i] += src[i * cols + j];
+      for (std::int64_t j = 0; j < cols; ++j) {
+        if constexpr (accumulate) dst[j * rows + i] += src[i * cols + j];
+        else dst[j * rows + i] = src[i * cols + j];
+      }
 }
 
-/// The transpose is a permutation: dx = gᵀ (the output adjoint transposed back).
+/// The transpose is a permutation: dx += gᵀ (the output adjoint transposed back).
 void transpose_backward(BackwardContext& c) {
   dispatch(c.node().dtype, [&]<class T>() {
     T* dx = c.arg_grad<T>(0);
     if (!dx) return;
     const Shape& s = c.node().shape;  // [..., n, m]: the output
     const std::int64_t rows = s[s.size() - 2], cols = s[s.size() - 1];
-    add_transposed(dx, c.grad<T>(), numel(s) / std::max<std::int64_t>(rows * cols, 1), rows, cols);
+    transpose_into<true>(dx, c.grad<T>(), numel(s) / std::max<std::int64_t>(rows * cols, 1), rows, cols);
   });
 }
 
@@ -57,8 +61,7 @@ Tensor transpose(const Tensor& x) {
   const DType dtype = nx.dtype;
   void* out = dispatch(dtype, [&]<class T>() -> void* {
     T* y = tape.allocate_elements<T>(n);
-    std::fill_n(y, n, T(0));
-    add_transposed(y, static_cast<const T*>(nx.data), n / std::max<std::int64_t>(rows * cols, 1), rows, cols);
+    transpose_into<false>(y, static_cast<const T*>(nx.data), n / std::max<std::int64_t>(rows * cols, 1), rows, cols);
     return y;
   });
   return ops::record_tensor(tape, "transpose", dtype, shape, out, {x.index()}, transpose_backward);
