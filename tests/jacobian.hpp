@@ -10,11 +10,14 @@
 //   (a) by reverse sweeps: one sweep per output element, its adjoint seeded with 1 at that element
 //       and 0 elsewhere (tape.start_gradient, the seed written into the output's adjoint, then
 //       tape.sweep); the adjoints of the input leaves are that row of the Jacobian;
-//   (b) by central differences (fourth order, Richardson-extrapolated to sixth), re-recording `build` on perturbed copies of the inputs;
-// and compares them entry by entry (doctest CHECKs, with the entry named in the failure message).
-// It also checks that every adjoint has its value's dtype and shape, and that recording leaves the
-// inputs unchanged.  `build` must be deterministic and differentiable at the given point: keep
-// inputs further than 2h (see below) from kinks such as relu's 0 or ties in max.
+//   (b) by central differences (fourth order, Richardson-extrapolated to sixth; see step_for),
+//       re-recording `build` on a scratch tape for each perturbed copy of the inputs;
+// and compares them entry by entry to 1e-9 relative (doctest CHECKs, the entry named in the
+// failure message).  It also checks that every adjoint on the tape has its value's dtype and shape,
+// and that recording leaves the inputs unchanged.  The check is in float64 only; test float32
+// values against float64 separately.  `build` must be deterministic and differentiable at the
+// given point: keep inputs further than 2h ≈ 2e-3·max(1, |x|) from kinks such as relu's 0 or
+// ties in max.
 //
 // Constants (labels, a Var, a fixed tensor) can be captured by `build`; a Var input is written
 // as to_var(x[k]) of a rank-0 input, so its derivative is checked too.
