@@ -53,6 +53,8 @@ Tensor pow(const Tensor& x, double p);
 /// a·b for 2-D a [m,k] and b [k,n], or batched over a leading dimension ([B,m,k]·[B,k,n], or a 3-D
 /// operand with a 2-D one shared across the batch).  With transpose_a / transpose_b the operand is
 /// read transposed (its last two dimensions swapped); the flag is passed to BLAS, nothing is copied.
+/// Derivative of C = A·B with upstream adjoint G: dA = G·Bᵀ, dB = Aᵀ·G (a shared operand sums over
+/// the batch).  Empty dimensions are allowed (k = 0 gives zeros).  Runs through ad::blas (blas.hpp).
 Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a = false, bool transpose_b = false);
 
 // ---- shape (ops/shape.cpp) -------------------------------------------------------------------------
