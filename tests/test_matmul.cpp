@@ -259,3 +259,25 @@ TEST_CASE("matmul: blas::info reports the loaded library and the configuration c
 #endif
   CHECK(&ad::blas::load() == &info);  // loaded once
 }
+
+TEST_CASE("matmul: README layer snippet agrees with the same layer written by broadcasting") {
+  std::mt19937 rng(22);
+  const auto X = random_array<double>({4, 3}, rng), W = random_array<double>({2, 3}, rng);
+  const auto b = random_array<double>({2}, rng);
+  const std::int32_t labels[] = {0, 1, 1, 0};
+  const auto layer_gradients = [&](bool with_matmul) {
+    ad::Tape tape;
+    ad::Tensor x = tape.constant(X), w = tape.leaf(W), bias = tape.leaf(b);
+    // README: x [4,3] times Wᵀ, with W stored [out, in] = [2,3]: W is read transposed, not copied.
+    ad::Tensor z = with_matmul ? matmul(x, w, false, true) + bias
+                               : sum(reshape(x, {4, 1, 3}) * reshape(w, {1, 2, 3}), -1) + bias;
+    ad::Tensor loss = -mean(pick(log_softmax(z), labels));
+    ad::Gradients g = tape.gradient(loss);
+    return std::pair{g.array<double>(w), g.array<double>(bias)};
+  };
+  const auto [dw_mm, db_mm] = layer_gradients(true);
+  const auto [dw_bc, db_bc] = layer_gradients(false);
+  for (std::int64_t i = 0; i < dw_mm.size(); ++i) CHECK(dw_mm[i] == doctest::Approx(dw_bc[i]).epsilon(1e-12));
+  for (std::int64_t i = 0; i < db_mm.size(); ++i) CHECK(db_mm[i] == doctest::Approx(db_bc[i]).epsilon(1e-12));
+  for (std::int64_t i = 0; i < dw_mm.size(); ++i) CHECK(dw_mm[i] != 0.0);
+}
