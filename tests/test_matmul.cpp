@@ -252,7 +252,8 @@ TEST_CASE("matmul: blas::info reports the loaded library and the configuration c
   }
   if (info.core_from == "user") CHECK(std::getenv("OPENBLAS_CORETYPE") != nullptr);
 #if defined(__x86_64__)
-  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") &&
+                      __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
   if (avx512 && !info.core.empty() && info.core_from != "user" && info.core_from != "preloaded")
     CHECK(info.core_from == "deltagrad");
