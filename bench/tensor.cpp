@@ -9,7 +9,7 @@
 //   tensor sgemm_deltagrad ... gflops=..   sgemm speed as deltagrad configures OpenBLAS
 //   tensor sgemm_plain ... gflops=..       the same in a child process that loads OpenBLAS itself,
 //                                          without deltagrad's defaults
-// Every time is the median of interleaved repetitions.
+// Every time is a median of repetitions (the taped and the raw matmul interleaved).
 #include <dlfcn.h>
 
 #include <algorithm>
@@ -55,11 +55,12 @@ std::vector<float> random_floats(std::size_t n, std::mt19937& rng) {
 /// A chain of element-wise ops on a one-element tensor, recorded and swept: what the tape costs an
 /// op when there is almost no arithmetic to do.
 void bench_op_chain() {
-  constexpr int ops = 2000, reps = 21;
+  constexpr int ops = 2000, reps = 51;
   const ad::Array<float> x0({1}, {0.3f});
   ad::Tape tape;
-  double check = 0;
+  double check = 0, t_record = 0, t_sweep = 0;
   const auto run = [&] {
+    const auto t0 = Clock::now();
     tape.clear();
     const ad::Tensor x = tape.leaf(x0);
     ad::Tensor y = x;
@@ -70,14 +71,24 @@ void bench_op_chain() {
         default: y = tanh(y); break;
       }
     }
+    const auto t1 = Clock::now();
     const ad::Gradients g = tape.gradient(y);
     check += g[x].flat(0);
+    const auto t2 = Clock::now();
+    t_record = std::chrono::duration<double>(t1 - t0).count();
+    t_sweep = std::chrono::duration<double>(t2 - t1).count();
   };
   for (int i = 0; i < 3; ++i) run();
-  std::vector<double> t;
-  for (int r = 0; r < reps; ++r) t.push_back(seconds_of(run));
+  std::vector<double> total, record, sweep;
+  for (int r = 0; r < reps; ++r) {
+    run();
+    total.push_back(t_record + t_sweep);
+    record.push_back(t_record);
+    sweep.push_back(t_sweep);
+  }
   if (!std::isfinite(check)) std::abort();
-  fmt::print("tensor op_chain_ops={} reps={} op_chain_ns_per_op={:.1f}\n", ops, reps, median(t) / ops * 1e9);
+  fmt::print("tensor op_chain_ops={} reps={} op_chain_ns_per_op={:.1f} record_ns_per_op={:.1f} backward_ns_per_op={:.1f}\n",
+             ops, reps, median(total) / ops * 1e9, median(record) / ops * 1e9, median(sweep) / ops * 1e9);
 }
 
 // ---- matmul through the tape vs raw gemm --------------------------------------------------------
