@@ -1,6 +1,7 @@
 // The same small MLP recorded two ways on two tapes: element by element with ad::Var (every
 // z_i = Σ_j W_ij x_j + b_i written out by hand), and with tensor ops.  Every gradient, and the
-// adjoint of every pre-activation z (the δ of each layer), must agree to 1e-12.
+// adjoint of every pre-activation z (the δ of each layer), must agree to 1e-12.  The tensor form
+// of a layer is written three ways: by broadcasting, through transpose, and with matmul.
 //
 // Network: 4 inputs → 5 (sigmoid) → 4 (tanh) → 3 classes, softmax cross-entropy
 // J = -(1/B) Σ_b log softmax(z3_b)[y_b], batch B = 3.
@@ -93,6 +94,9 @@ Tensor linear_transpose(const Tensor& a, const Tensor& W, const Tensor& b) {
   return sum(reshape(transpose(a), {in, -1, 1}) * reshape(transpose(W), {in, 1, out}), 0) + b;
 }
 
+/// The same as a matrix product: a · Wᵀ, with W read transposed by BLAS.
+Tensor linear_matmul(const Tensor& a, const Tensor& W, const Tensor& b) { return matmul(a, W, false, true) + b; }
+
 using Linear = Tensor (*)(const Tensor&, const Tensor&, const Tensor&);
 
 struct TensorRun {
@@ -144,6 +148,10 @@ TEST_CASE("ops: cross-engine MLP, scalar Vars against tensor ops with broadcasti
 
 TEST_CASE("ops: cross-engine MLP, scalar Vars against tensor ops through transpose") {
   compare(make_params(), linear_transpose);
+}
+
+TEST_CASE("ops: cross-engine MLP, scalar Vars against tensor ops with matmul") {
+  compare(make_params(), linear_matmul);
 }
 
 TEST_CASE("ops: 1,000 training steps on one tape do not grow its memory") {
