@@ -130,7 +130,7 @@ Dataset load_idx(const std::filesystem::path& images, const std::filesystem::pat
   d.classes = classes;
   d.x = ad::Array<float>(ad::Shape{n, features});
   float* x = d.x.data();
-  for (std::size_t i = 0; i < im.bytes.size(); ++i) x[i] = static_cast<float>(im.bytes[i]) * (1.0f / 255.0f);
+  for (std::size_t i = 0; i < im.bytes.size(); ++i) x[i] = static_cast<float>(im.bytes[i]) / 255.0f;
   d.labels.assign(lb.bytes.begin(), lb.bytes.end());
   return d;
 }
