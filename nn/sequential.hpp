@@ -50,7 +50,7 @@ struct MLPOptions {
   ad::DType dtype = ad::DType::f32;
   /// Weight initialisation; by default He (uniform) for layers followed by relu or leaky_relu and
   /// Xavier/Glorot (uniform) for the others.
-  std::optional<Init> init;
+  std::optional<Init> init = std::nullopt;
 };
 
 /// sizes = {s_0, s_1, ..., s_L}: L Linear layers s_{l-1} -> s_l, each followed by `hidden`, except

@@ -40,17 +40,18 @@ TEST_CASE("nn: accuracy counts rows whose first largest score is at the label") 
   CHECK_THROWS_AS(nn::accuracy(s.view(), std::vector<std::int32_t>{1}), ad::ShapeError);
 }
 
-TEST_CASE("nn: XOR is learnt by a 2-2-1 network") {
-  // The smallest network that represents XOR: two hidden units.  tanh hidden layer, sigmoid
-  // output, squared error, full-batch gradient descent.
+TEST_CASE("nn: XOR is learnt by a 2-4-1 network with SGD and momentum") {
+  // tanh hidden layer, sigmoid output, squared error, full-batch gradient descent with momentum.
+  // (Two hidden units can represent XOR, but from about 4 in 10 random starts they stall in a
+  // local minimum; with four, every one of 50 seeds tried learns it in 500 steps.)
   nn::Rng rng(2);
-  nn::MLP net({2, 2, 1}, nn::tanh, nn::sigmoid, rng, {.dtype = ad::DType::f64});
+  nn::MLP net({2, 4, 1}, nn::tanh, nn::sigmoid, rng, {.dtype = ad::DType::f64});
   const ad::Array<double> x(ad::Shape{4, 2}, {0, 0, 0, 1, 1, 0, 1, 1});
   const ad::Array<double> y(ad::Shape{4, 1}, {0, 1, 1, 0});
-  nn::SGD opt(net.parameters(), {.lr = 2.0, .momentum = 0.9});
+  nn::SGD opt(net.parameters(), {.lr = 1.0, .momentum = 0.9});
   ad::Tape tape;
   double first = 0, last = 0;
-  for (int step = 0; step < 600; ++step) {
+  for (int step = 0; step < 500; ++step) {
     tape.clear();
     ad::Tensor J = nn::squared_error(net(tape, x), y);
     if (step == 0) first = J.item();
