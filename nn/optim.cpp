@@ -63,6 +63,11 @@ SGD::SGD(ParameterList params, SGDOptions opt) : Optimizer(std::move(params)), o
   v64_.resize(params_.size());
 }
 
+void SGD::set_learning_rate(double lr) {
+  if (!(lr > 0)) throw ad::InvalidArgument(fmt::format("SGD::set_learning_rate: {} (must be > 0)", lr));
+  options.lr = lr;
+}
+
 void SGD::step(const ad::Gradients& g) {
   collect(g, "SGD");
   for (std::size_t k = 0; k < params_.size(); ++k) {
@@ -113,6 +118,11 @@ Adam::Adam(ParameterList params, AdamOptions opt) : Optimizer(std::move(params))
   v32_.resize(params_.size());
   m64_.resize(params_.size());
   v64_.resize(params_.size());
+}
+
+void Adam::set_learning_rate(double lr) {
+  if (!(lr > 0)) throw ad::InvalidArgument(fmt::format("Adam::set_learning_rate: {} (must be > 0)", lr));
+  options.lr = lr;
 }
 
 void Adam::step(const ad::Gradients& g) {

@@ -21,6 +21,9 @@ class Optimizer {
   virtual ~Optimizer() = default;
   /// One update from the gradients of a sweep in which every parameter was recorded.
   virtual void step(const ad::Gradients& g) = 0;
+  /// The learning rate α, and changing it (for a schedule).
+  virtual double learning_rate() const = 0;
+  virtual void set_learning_rate(double lr) = 0;
   const ParameterList& parameters() const { return params_; }
 
  protected:
@@ -46,6 +49,8 @@ class SGD : public Optimizer {
  public:
   SGD(ParameterList params, SGDOptions options = {});
   void step(const ad::Gradients& g) override;
+  double learning_rate() const override { return options.lr; }
+  void set_learning_rate(double lr) override;
   SGDOptions options;
 
  private:
@@ -68,6 +73,8 @@ class Adam : public Optimizer {
  public:
   Adam(ParameterList params, AdamOptions options = {});
   void step(const ad::Gradients& g) override;
+  double learning_rate() const override { return options.lr; }
+  void set_learning_rate(double lr) override;
   AdamOptions options;
   long steps() const { return t_; }
 

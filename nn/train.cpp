@@ -69,6 +69,8 @@ std::vector<EpochReport> fit(Module& net, Optimizer& opt, const Dataset& train, 
   for (int epoch = 1; epoch <= o.epochs; ++epoch) {
     EpochReport r;
     r.epoch = epoch;
+    if (o.learning_rate) opt.set_learning_rate(o.learning_rate(epoch));
+    r.learning_rate = opt.learning_rate();
     double total = 0;
     std::int64_t hits = 0, seen = 0;
     const auto start = Clock::now();
@@ -103,8 +105,8 @@ std::vector<EpochReport> fit(Module& net, Optimizer& opt, const Dataset& train, 
     r.samples_per_second = r.seconds > 0 ? static_cast<double>(seen) / r.seconds : 0.0;
     if (o.validation) r.validation = evaluate(net, *o.validation, o.loss);
     if (o.out) {
-      std::string msg = fmt::format("epoch {}/{}  loss {:.4f}  acc {:.4f}  {:.1f}s  {:.0f} samples/s", epoch, o.epochs,
-                                    r.loss, r.accuracy, r.seconds, r.samples_per_second);
+      std::string msg = fmt::format("epoch {}/{}  lr {:.3g}  loss {:.4f}  acc {:.4f}  {:.1f}s  {:.0f} samples/s", epoch,
+                                    o.epochs, r.learning_rate, r.loss, r.accuracy, r.seconds, r.samples_per_second);
       if (o.validation)
         msg += fmt::format("  |  validation loss {:.4f}  acc {:.4f}", r.validation.loss, r.validation.accuracy);
       if (terminal) fmt::print(o.out, "\r{}\x1b[K\n", msg);

@@ -43,12 +43,15 @@ struct FitOptions {
   std::int64_t batch_size = 128;
   LossFn loss = softmax_cross_entropy;
   const Dataset* validation = nullptr;  ///< evaluated after every epoch when given
+  /// Learning rate for each epoch (1-based), set on the optimiser before the epoch; empty: unchanged.
+  std::function<double(int epoch)> learning_rate = nullptr;
   std::FILE* out = stdout;              ///< where progress goes; nullptr: silent
   enum class Progress { automatic, terminal, plain } progress = Progress::automatic;
 };
 
 struct EpochReport {
   int epoch = 0;
+  double learning_rate = 0;      ///< the optimiser's learning rate during the epoch
   double loss = 0;               ///< mean training loss over the epoch (as the weights moved)
   double accuracy = 0;           ///< training accuracy over the epoch
   double seconds = 0;            ///< time of the training pass
@@ -57,7 +60,7 @@ struct EpochReport {
 };
 
 /// Trains `net` with `opt` on shuffled mini-batches of `train` for the given number of epochs.
-/// One tape is reused for every step (tape.clear() keeps its memory).
+/// One tape is reused for every step (tape.clear() keeps its memory).  Returns one report per epoch.
 std::vector<EpochReport> fit(Module& net, Optimizer& opt, const Dataset& train, Rng& rng, const FitOptions& options = {});
 
 }  // namespace nn
