@@ -263,6 +263,12 @@ void* GradStore::tensor_adjoint(std::size_t k, const Node& n) {
   return tadj[k];
 }
 
+void* GradStore::tensor_adjoint(std::size_t k, const Node& n, bool& fresh) {
+  fresh = tadj[k] == nullptr;
+  if (fresh) tadj[k] = arena.allocate(static_cast<std::size_t>(numel(n.shape)) * size_of(n.dtype));
+  return tadj[k];
+}
+
 const Tape& Gradients::tape() const { return *s_->tape; }
 
 void Gradients::check(const char* what) const {
