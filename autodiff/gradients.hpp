@@ -33,6 +33,9 @@ struct GradStore {
   void reset(const Tape& t);
   /// The adjoint buffer of node k, allocated zeroed on first use.
   void* tensor_adjoint(std::size_t k, const Node& n);
+  /// The same, but a buffer allocated by this call is left uninitialised and `fresh` is set: the
+  /// caller must then write every element (assigning into it is adding to zero).
+  void* tensor_adjoint(std::size_t k, const Node& n, bool& fresh);
 };
 
 class Gradients {
@@ -93,6 +96,11 @@ class BackwardContext {
   /// The adjoint of tensor argument k, zeroed on first use; null if that argument needs no gradient.
   template <Element T>
   T* arg_grad(std::size_t k);
+  /// Like arg_grad, for a rule that writes the whole adjoint at once (a BLAS product with beta):
+  /// when `fresh` comes back true nothing has flowed in yet and the buffer is uninitialised, so the
+  /// rule must assign every element (beta = 0) instead of adding.  Saves zeroing and re-reading it.
+  template <Element T>
+  T* arg_grad_or_fresh(std::size_t k, bool& fresh);
   /// The adjoint of scalar argument k.
   double& arg_scalar_grad(std::size_t k);
 
@@ -144,6 +152,14 @@ T* BackwardContext::arg_grad(std::size_t k) {
   const Node* n = tape_.node(node_.args[k]);
   if (!n->requires_grad) return nullptr;
   return static_cast<T*>(g_.tensor_adjoint(tape_.node_index(node_.args[k]), *n));
+}
+
+template <Element T>
+T* BackwardContext::arg_grad_or_fresh(std::size_t k, bool& fresh) {
+  fresh = false;
+  const Node* n = tape_.node(node_.args[k]);
+  if (!n->requires_grad) return nullptr;
+  return static_cast<T*>(g_.tensor_adjoint(tape_.node_index(node_.args[k]), *n, fresh));
 }
 
 inline double& BackwardContext::arg_scalar_grad(std::size_t k) { return g_.adj[node_.args[k]]; }

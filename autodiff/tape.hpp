@@ -149,7 +149,9 @@ class Tape {
   /// The scalar value of a scalar entry (including scalar-valued rule entries).
   double scalar_value(std::uint32_t entry) const { return value_[entry]; }
   /// The node of a rule entry, or null for a scalar entry.
-  const Node* node(std::uint32_t entry) const;
+  const Node* node(std::uint32_t entry) const {
+    return entry < size_ && op(entry) == Op::rule ? &nodes_[node_index(entry)] : nullptr;
+  }
   /// Name of an entry, or empty.
   std::string_view name_of(std::uint32_t entry) const;
   /// Latest entry given this name, or 0 (the sink) if none.
@@ -180,16 +182,18 @@ class Tape {
   }
   /// Appends a rule entry with the given node (its `entry` field is filled in).  For a
   /// scalar-valued node, `scalar_value` is its value.  Returns the entry.
-  std::uint32_t push_node(Node node, double scalar_value = 0.0);
+  std::uint32_t push_node(Node&& node, double scalar_value = 0.0);
   /// Uninitialised, 64-byte aligned storage that lives until clear().
   void* allocate(std::size_t bytes) { return arena_.allocate(bytes); }
   template <Element T>
   T* allocate_elements(std::int64_t n) {
     return static_cast<T*>(allocate(sizeof(T) * static_cast<std::size_t>(n)));
   }
-  /// Checks that a handle belongs to this tape and this generation; `what` names the op.
+  /// Checks that a handle belongs to this tape and this generation; `what` names the op.  An empty
+  /// handle throws InvalidArgument, one from another tape ForeignHandleError, and one from before
+  /// clear() (or not naming an entry) StaleHandleError.
   void check(const Tape* owner, std::uint32_t generation, std::uint32_t entry, const char* what) const {
-    if (owner != this) throw_foreign(what);
+    if (owner != this) throw_foreign(what, owner);
     if (generation != generation_ || entry >= size_ || entry == 0) throw_stale(what, generation);
   }
   /// Whether gradients flow into this entry (scalar entries: always; nodes: requires_grad).
@@ -211,7 +215,7 @@ class Tape {
  private:
   friend class Gradients;
   void grow();
-  [[noreturn]] void throw_foreign(const char* what) const;
+  [[noreturn]] void throw_foreign(const char* what, const Tape* owner) const;
   [[noreturn]] void throw_stale(const char* what, std::uint32_t generation) const;
   template <Element T>
   Tensor push_leaf(const Array<T>& a, bool requires_grad);

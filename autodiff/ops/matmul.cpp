@@ -48,7 +48,7 @@ Geometry geometry(const Shape& a, const Shape& b, bool ta, bool tb) {
 }
 
 /// dA += G·op(B)ᵀ and dB += op(A)ᵀ·G for each product, each written in its operand's stored
-/// orientation, with beta = 1 (rules add).  A shared operand's adjoint collects every product's
+/// orientation, with beta = 1 (rules add) or beta = 0 into a fresh adjoint.  A shared operand's adjoint collects every product's
 /// contribution.  A transposed operand's adjoint is the transpose of the above, which BLAS again
 /// produces through flags:  ta: dA += op(B)·Gᵀ;  tb: dB += Gᵀ·op(A).
 void matmul_backward(BackwardContext& c) {
@@ -57,24 +57,29 @@ void matmul_backward(BackwardContext& c) {
     const T* dc = c.grad<T>();
     const T* a = c.arg_value<T>(0);
     const T* b = c.arg_value<T>(1);
-    if (T* da = c.arg_grad<T>(0)) {
+    // beta = 0 writes a fresh (uninitialised) adjoint outright; once written, products add.  A shared
+    // operand (stride 0) is fresh only for the first product of the batch.
+    bool fresh = false;
+    if (T* da = c.arg_grad_or_fresh<T>(0, fresh)) {
       for (std::int64_t i = 0; i < g.batch; ++i) {
         const T *gi = dc + i * g.stride_c, *bi = b + i * g.stride_b;
         T* dai = da + i * g.stride_a;
+        const T beta = fresh && (i == 0 || g.stride_a != 0) ? T(0) : T(1);
         if (!g.ta)
-          blas::gemm<T>(false, !g.tb, g.m, g.k, g.n, T(1), gi, g.n, bi, g.ldb, T(1), dai, g.lda);
+          blas::gemm<T>(false, !g.tb, g.m, g.k, g.n, T(1), gi, g.n, bi, g.ldb, beta, dai, g.lda);
         else
-          blas::gemm<T>(g.tb, true, g.k, g.m, g.n, T(1), bi, g.ldb, gi, g.n, T(1), dai, g.lda);
+          blas::gemm<T>(g.tb, true, g.k, g.m, g.n, T(1), bi, g.ldb, gi, g.n, beta, dai, g.lda);
       }
     }
-    if (T* db = c.arg_grad<T>(1)) {
+    if (T* db = c.arg_grad_or_fresh<T>(1, fresh)) {
       for (std::int64_t i = 0; i < g.batch; ++i) {
         const T *gi = dc + i * g.stride_c, *ai = a + i * g.stride_a;
         T* dbi = db + i * g.stride_b;
+        const T beta = fresh && (i == 0 || g.stride_b != 0) ? T(0) : T(1);
         if (!g.tb)
-          blas::gemm<T>(!g.ta, false, g.k, g.n, g.m, T(1), ai, g.lda, gi, g.n, T(1), dbi, g.ldb);
+          blas::gemm<T>(!g.ta, false, g.k, g.n, g.m, T(1), ai, g.lda, gi, g.n, beta, dbi, g.ldb);
         else
-          blas::gemm<T>(true, g.ta, g.n, g.k, g.m, T(1), gi, g.n, ai, g.lda, T(1), dbi, g.ldb);
+          blas::gemm<T>(true, g.ta, g.n, g.k, g.m, T(1), gi, g.n, ai, g.lda, beta, dbi, g.ldb);
       }
     }
   });
