@@ -141,6 +141,38 @@ TEST_CASE("matmul: empty dimensions give empty or zero results and zero gradient
   CHECK(g[b].size() == 0);
 }
 
+TEST_CASE("matmul: a shared operand against an empty batch gets a zero adjoint, not stale memory") {
+  // The tape's gradient storage is reused between sweeps, so an earlier sweep leaves large values
+  // in the memory a later adjoint is carved from.  With a batch of 0 there is no product to write
+  // the shared operand's adjoint, which must still read as zeros.
+  ad::Tape tape;
+  const auto dirty = [&] {  // a sweep that fills the gradient storage with 2e6
+    const ad::Tensor u = tape.leaf(ad::Array<double>::full({4, 4}, 1e6));
+    (void)tape.gradient(sum(u * u));
+  };
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      dirty();
+      {
+        const ad::Tensor w = tape.leaf(ad::Array<double>::full(stored(0, 2, 3, ta), 1.0));
+        const ad::Tensor xs = tape.leaf(ad::Array<double>(ad::Shape{0, tb ? 4 : 3, tb ? 3 : 4}));
+        const ad::Tensor c = matmul(w, xs, ta, tb);  // shared [2,3] with a batch of 0
+        REQUIRE(c.shape() == ad::Shape{0, 2, 4});
+        const ad::Gradients g = tape.gradient(sum(c));
+        for (double v : g[w].as<double>()) CHECK(v == 0.0);
+      }
+      dirty();
+      {
+        const ad::Tensor xs = tape.leaf(ad::Array<double>(ad::Shape{0, ta ? 3 : 2, ta ? 2 : 3}));
+        const ad::Tensor w = tape.leaf(ad::Array<double>::full(stored(0, 3, 4, tb), 1.0));
+        const ad::Tensor c = matmul(xs, w, ta, tb);  // a batch of 0 with shared [3,4]
+        REQUIRE(c.shape() == ad::Shape{0, 2, 4});
+        const ad::Gradients g = tape.gradient(sum(c));
+        for (double v : g[w].as<double>()) CHECK(v == 0.0);
+      }
+    }
+}
+
 TEST_CASE("matmul: f32 agrees with f64 within the float rounding bound, forward and backward") {
   std::mt19937 rng(15);
   for (bool ta : {false, true})

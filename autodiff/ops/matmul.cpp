@@ -2,6 +2,7 @@
 //
 // op(X) is X or Xᵀ as the transpose flags say.  The flags go to BLAS as they are, in the forward
 // product and in both backward products, so no operand is ever copied or transposed in memory.
+#include <algorithm>
 #include <cstdint>
 
 #include "autodiff/blas.hpp"
@@ -48,9 +49,10 @@ Geometry geometry(const Shape& a, const Shape& b, bool ta, bool tb) {
 }
 
 /// dA += G·op(B)ᵀ and dB += op(A)ᵀ·G for each product, each written in its operand's stored
-/// orientation, with beta = 1 (rules add) or beta = 0 into a fresh adjoint.  A shared operand's adjoint collects every product's
-/// contribution.  A transposed operand's adjoint is the transpose of the above, which BLAS again
-/// produces through flags:  ta: dA += op(B)·Gᵀ;  tb: dB += Gᵀ·op(A).
+/// orientation: with beta = 1 (rules add), or beta = 0 into a fresh adjoint nothing has flowed
+/// into yet.  A shared operand's adjoint collects every product's contribution.  A transposed
+/// operand's adjoint is the transpose of the above, which BLAS again produces through flags:
+/// ta: dA += op(B)·Gᵀ;  tb: dB += Gᵀ·op(A).
 void matmul_backward(BackwardContext& c) {
   const Geometry g = geometry(c.arg_shape(0), c.arg_shape(1), c.params().i0 != 0, c.params().i1 != 0);
   dispatch(c.node().dtype, [&]<class T>() {
@@ -58,9 +60,14 @@ void matmul_backward(BackwardContext& c) {
     const T* a = c.arg_value<T>(0);
     const T* b = c.arg_value<T>(1);
     // beta = 0 writes a fresh (uninitialised) adjoint outright; once written, products add.  A shared
-    // operand (stride 0) is fresh only for the first product of the batch.
+    // operand (stride 0) is fresh only for the first product of the batch.  With a batch of 0 no
+    // product writes it, so a fresh shared adjoint is zeroed here.
+    const auto zero_if_unwritten = [&](T* d, bool fresh, std::size_t k) {
+      if (fresh && g.batch == 0) std::fill_n(d, numel(c.arg_shape(k)), T(0));
+    };
     bool fresh = false;
     if (T* da = c.arg_grad_or_fresh<T>(0, fresh)) {
+      zero_if_unwritten(da, fresh, 0);
       for (std::int64_t i = 0; i < g.batch; ++i) {
         const T *gi = dc + i * g.stride_c, *bi = b + i * g.stride_b;
         T* dai = da + i * g.stride_a;
@@ -72,6 +79,7 @@ void matmul_backward(BackwardContext& c) {
       }
     }
     if (T* db = c.arg_grad_or_fresh<T>(1, fresh)) {
+      zero_if_unwritten(db, fresh, 1);
       for (std::int64_t i = 0; i < g.batch; ++i) {
         const T *gi = dc + i * g.stride_c, *ai = a + i * g.stride_a;
         T* dbi = db + i * g.stride_b;
