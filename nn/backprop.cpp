@@ -411,7 +411,7 @@ Pass forward_backward(const Network& net, const Mat& x, const Mat& y, Loss loss,
   const std::int64_t L = net.layers();
   Layer& out = p.layers.back();
   // δ^(L): 9.23 / 9.26 / corrected 9.27, or the seed's 9.27 as printed.
-  if (formulas == Formulas::seed_literal && loss == Loss::cross_entropy && net.output == Act::softmax)
+  if (formulas.printed_9_27 && loss == Loss::cross_entropy && net.output == Act::softmax)
     seed_literal::softmax_cross_entropy_delta(out.delta, out.a, y);
   else
     output_delta(out.delta, out.z, out.a, y, net.output, loss, net.slope);
@@ -419,7 +419,7 @@ Pass forward_backward(const Network& net, const Mat& x, const Mat& y, Loss loss,
   for (std::int64_t l = L - 1; l >= 1; --l) {
     Layer& cur = p.layers[static_cast<std::size_t>(l - 1)];
     const Layer& next = p.layers[static_cast<std::size_t>(l)];
-    if (formulas == Formulas::seed_literal && net.hidden != Act::softmax)
+    if (formulas.printed_9_19 && net.hidden != Act::softmax)
       seed_literal::delta_recursion(cur.delta, next.delta, net.W[static_cast<std::size_t>(l - 1)], cur.z, net.hidden,
                                     net.slope);
     else

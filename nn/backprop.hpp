@@ -37,11 +37,15 @@ enum class Act { identity, sigmoid, tanh, relu, leaky_relu, softmax };
 ///   cross_entropy:        −Σ_k y_k ln a_k^(L)                               (9.24)
 ///   binary_cross_entropy: −Σ_k [y_k ln a_k^(L) + (1 − y_k) ln(1 − a_k^(L))]
 enum class Loss { squared_error, cross_entropy, binary_cross_entropy };
-/// Which version of the seed's formulas the backward pass uses.
-///   corrected:    the formulas as derived in docs/backprop.md;
-///   seed_literal: 9.19 with W_ij^(l) as printed, and 9.26/9.27 with softmax treated as if it were
-///                 element-wise with f′ = f(1 − f).  Everything else as corrected.
-enum class Formulas { corrected, seed_literal };
+/// Which of the seed's formulas the backward pass takes as printed instead of corrected
+/// (everything else is always the corrected derivation of docs/backprop.md).
+struct Formulas {
+  bool printed_9_19 = false;  ///< the recursion with W_ij^(l) as printed
+  bool printed_9_27 = false;  ///< softmax + cross-entropy with softmax treated as element-wise, f′ = f(1 − f)
+
+  static constexpr Formulas corrected() { return {}; }
+  static constexpr Formulas as_printed() { return {true, true}; }
+};
 
 const char* name(Act f);
 const char* name(Loss loss);
@@ -176,7 +180,7 @@ double loss_value(const Network& net, const Mat& x, const Mat& y, Loss loss, dou
 /// (output activation, loss), δ^(L-1) … δ^(1) by 9.19, and ∂J/∂W^(l), ∂J/∂b^(l) by 9.21 with the
 /// batch mean and λ W^(l).
 Pass forward_backward(const Network& net, const Mat& x, const Mat& y, Loss loss, double lambda,
-                      Formulas formulas = Formulas::corrected);
+                      Formulas formulas = Formulas::corrected());
 
 /// One step of gradient descent, 9.14 and 9.15:  W^(l) ← W^(l) − α ∂J/∂W^(l),  b^(l) ← b^(l) − α ∂J/∂b^(l).
 void gradient_descent_step(Network& net, const Pass& pass, double alpha);

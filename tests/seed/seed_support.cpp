@@ -89,17 +89,19 @@ Mat values(const std::vector<ad::Var>& v, const ad::Shape& shape) {
   return r;
 }
 
-}  // namespace
+/// The network's forward pass recorded element by element on a scalar tape.
+struct Recorded {
+  std::vector<std::vector<ad::Var>> W, b, z, a;  // [l-1], row-major like the arrays
+};
 
-TapeAnswer on_tape(const Network& net, const Mat& x, const Mat& y, Loss loss, double lambda) {
-  nn::backprop::check(net, x, y, "on_tape");
-  ad::Tape tape;
+Recorded record(ad::Tape& tape, const Network& net, const Mat& x) {
   const std::int64_t m = x.dim(0);
   const auto L = static_cast<std::size_t>(net.layers());
-  std::vector<std::vector<ad::Var>> W(L), b(L), z(L), a(L);
+  Recorded r;
+  r.W.resize(L), r.b.resize(L), r.z.resize(L), r.a.resize(L);
   for (std::size_t l = 0; l < L; ++l) {
-    for (double w : net.W[l].values()) W[l].push_back(tape.variable(w));
-    for (double v : net.b[l].values()) b[l].push_back(tape.variable(v));
+    for (double w : net.W[l].values()) r.W[l].push_back(tape.variable(w));
+    for (double v : net.b[l].values()) r.b[l].push_back(tape.variable(v));
   }
   std::vector<ad::Var> in;
   for (double v : x.values()) in.push_back(tape.variable(v));
@@ -109,14 +111,14 @@ TapeAnswer on_tape(const Network& net, const Mat& x, const Mat& y, Loss loss, do
     for (std::int64_t n = 0; n < m; ++n) {
       std::vector<ad::Var> row;
       for (std::int64_t i = 0; i < out; ++i) {
-        ad::Var s = b[l][static_cast<std::size_t>(i)];
+        ad::Var s = r.b[l][static_cast<std::size_t>(i)];
         for (std::int64_t j = 0; j < cin; ++j)
-          s = s + W[l][static_cast<std::size_t>(i * cin + j)] * in[static_cast<std::size_t>(n * cin + j)];
-        z[l].push_back(s);
+          s = s + r.W[l][static_cast<std::size_t>(i * cin + j)] * in[static_cast<std::size_t>(n * cin + j)];
+        r.z[l].push_back(s);
         row.push_back(s);
       }
       if (f != Act::softmax) {
-        for (const auto& v : row) a[l].push_back(activate(v, f, net.slope));
+        for (const auto& v : row) r.a[l].push_back(activate(v, f, net.slope));
         continue;
       }
       double zmax = -std::numeric_limits<double>::infinity();
@@ -127,14 +129,25 @@ TapeAnswer on_tape(const Network& net, const Mat& x, const Mat& y, Loss loss, do
         e.push_back(exp(v - zmax));
         total = total + e.back();
       }
-      for (const auto& v : e) a[l].push_back(v / total);
+      for (const auto& v : e) r.a[l].push_back(v / total);
     }
-    in = a[l];
+    in = r.a[l];
   }
+  return r;
+}
+
+}  // namespace
+
+TapeAnswer on_tape(const Network& net, const Mat& x, const Mat& y, Loss loss, double lambda) {
+  nn::backprop::check(net, x, y, "on_tape");
+  ad::Tape tape;
+  const std::int64_t m = x.dim(0);
+  const auto L = static_cast<std::size_t>(net.layers());
+  const Recorded r = record(tape, net, x);
   ad::Var data = tape.variable(0.0);
-  for (std::size_t k = 0; k < a[L - 1].size(); ++k) {
+  for (std::size_t k = 0; k < r.a[L - 1].size(); ++k) {
     const double t = y[static_cast<std::int64_t>(k)];
-    const ad::Var& out = a[L - 1][k];
+    const ad::Var& out = r.a[L - 1][k];
     switch (loss) {
       case Loss::squared_error: data = data + 0.5 * square(t - out); break;
       case Loss::cross_entropy:
@@ -147,20 +160,32 @@ TapeAnswer on_tape(const Network& net, const Mat& x, const Mat& y, Loss loss, do
     }
   }
   ad::Var J = data / static_cast<double>(m);
-  for (const auto& Wl : W)
+  for (const auto& Wl : r.W)
     for (const auto& w : Wl) J = J + 0.5 * lambda * square(w);
   const ad::Gradients g = tape.gradient(J);
-  TapeAnswer r;
-  r.loss = J.value();
+  TapeAnswer t;
+  t.loss = J.value();
   for (std::size_t l = 0; l < L; ++l) {
     const ad::Shape zs{m, net.W[l].dim(0)};
-    r.z_adjoint.push_back(adjoints(g, z[l], zs));
-    r.dW.push_back(adjoints(g, W[l], net.W[l].shape()));
-    r.db.push_back(adjoints(g, b[l], net.b[l].shape()));
-    r.z.push_back(values(z[l], zs));
-    r.a.push_back(values(a[l], zs));
+    t.z_adjoint.push_back(adjoints(g, r.z[l], zs));
+    t.dW.push_back(adjoints(g, r.W[l], net.W[l].shape()));
+    t.db.push_back(adjoints(g, r.b[l], net.b[l].shape()));
+    t.z.push_back(values(r.z[l], zs));
+    t.a.push_back(values(r.a[l], zs));
   }
-  return r;
+  return t;
+}
+
+Mat tape_dz_next_dz(const Network& net, const Mat& x, std::int64_t l, std::int64_t n) {
+  ad::Tape tape;
+  const Recorded r = record(tape, net, x);
+  const std::int64_t s = net.width(l), s_next = net.width(l + 1);
+  Mat J({s_next, s});
+  for (std::int64_t j = 0; j < s_next; ++j) {
+    const ad::Gradients g = tape.gradient(r.z[static_cast<std::size_t>(l)][static_cast<std::size_t>(n * s_next + j)]);
+    for (std::int64_t i = 0; i < s; ++i) J(j, i) = g[r.z[static_cast<std::size_t>(l - 1)][static_cast<std::size_t>(n * s + i)]];
+  }
+  return J;
 }
 
 double relative_difference(const Mat& h, const Mat& t) {

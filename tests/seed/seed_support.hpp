@@ -47,6 +47,10 @@ struct TapeAnswer {
 /// Records the network's forward pass and loss on a tape and sweeps it once.
 TapeAnswer on_tape(const Network& net, const Mat& x, const Mat& y, Loss loss, double lambda);
 
+/// The Jacobian ∂z^(l+1)/∂z^(l) of sample n as the tape computes it: entry (j, i) is the adjoint
+/// of z_i^(l) after a sweep seeded at z_j^(l+1).  [s_{l+1}, s_l].
+Mat tape_dz_next_dz(const Network& net, const Mat& x, std::int64_t l, std::int64_t n);
+
 /// max_k |h_k − t_k| / max_k |t_k|: the difference relative to the size of the reference tensor
 /// (0 when both are exactly zero; +inf when only the reference is zero).
 double relative_difference(const Mat& h, const Mat& t);
