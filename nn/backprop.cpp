@@ -354,7 +354,7 @@ void softmax_cross_entropy_delta(Mat& delta, const Mat& a, const Mat& y) {
   require_same_shape(y, a, what, "y", "a");
   reset(delta, a.shape());
   // 9.26 with "f′ = f(1 − f)": −y_i a_i (1 − a_i) / a_i = y_i (a_i − 1); 9.27 for one-hot y.
-  for (std::int64_t k = 0; k < a.size(); ++k) delta[k] = y[k] * (a[k] - 1.0);
+  for (std::int64_t k = 0; k < a.size(); ++k) delta[k] = y[k] == 0.0 ? 0.0 : y[k] * (a[k] - 1.0);
 }
 
 }  // namespace seed_literal
