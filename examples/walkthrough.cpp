@@ -365,7 +365,7 @@ void descent_step(const Network& net, const Mat& x, const Mat& y, const Pass& p)
       "   W^(l) ← W^(l) − α ∂J/∂W^(l)，  b^(l) ← b^(l) − α ∂J/∂b^(l)   （这里没有权重衰减，λ = 0）");
   Network hand = net;
   nn::backprop::gradient_descent_step(hand, p, alpha);
-  const Network stepped = sgd_step_on_tape(net, x, y, alpha);
+  const Network stepped = sgd_step_on_tape(net, x, y, alpha);  // nn::SGD on the tape's gradients
   for (std::size_t k = 0; k < 3; ++k) {
     fmt::print("   {} W^({}): {}    b^({}): {}\n", zh ? "走一步后的" : "after the step,", k + 1,
                versus(hand.W[k], stepped.W[k]), k + 1, versus(hand.b[k], stepped.b[k]));

@@ -1,99 +1,96 @@
-// The tape's side of the walkthrough: the same network recorded on an ad::Tape and swept once.
+// The tape's side of the walkthrough: the same network as an nn::MLP (float64), recorded on an
+// ad::Tape and swept once.  δ^(l) is read by name, as the adjoint of `layer<l>.z`.
 #pragma once
 
+#include <string>
 #include <vector>
 
-#include "autodiff/autodiff.hpp"
+#include <fmt/format.h>
+
 #include "nn/backprop.hpp"
+#include "nn/nn.hpp"
 
 /// What one reverse sweep of the tape gives for the network (one entry per layer, [l-1]).
 struct TapeRun {
   double J = 0.0;
-  std::vector<nn::backprop::Mat> z, a;   ///< recorded values of z^(l), a^(l)
-  std::vector<nn::backprop::Mat> dz;     ///< adjoints of z^(l): δ^(l) (one sample, so no 1/m)
-  std::vector<nn::backprop::Mat> dW, db; ///< gradients of W^(l), b^(l)
+  std::vector<nn::backprop::Mat> z, a;    ///< recorded values of layer<l>.z, layer<l>.a
+  std::vector<nn::backprop::Mat> dz;      ///< adjoints of layer<l>.z: δ^(l) (one sample, so no 1/m)
+  std::vector<nn::backprop::Mat> dW, db;  ///< adjoints of layer<l>.W, layer<l>.b
 };
 
 namespace walkthrough_detail {
 
-inline ad::Var activate(const ad::Var& z, nn::backprop::Act f) {
+inline nn::Activation to_nn(nn::backprop::Act f) {
   using nn::backprop::Act;
   switch (f) {
-    case Act::identity: return z;
-    case Act::sigmoid: return sigmoid(z);
-    case Act::tanh: return tanh(z);
-    case Act::relu: return relu(z);
-    default: throw ad::InvalidArgument("walkthrough: activation not used here");
+    case Act::identity: return nn::identity;
+    case Act::sigmoid: return nn::sigmoid;
+    case Act::tanh: return nn::tanh;
+    case Act::relu: return nn::relu;
+    case Act::leaky_relu: return nn::leaky_relu;
+    case Act::softmax: return nn::softmax;
   }
+  return nn::identity;
+}
+
+/// The network as an nn::MLP with the same weights.
+inline nn::MLP to_mlp(const nn::backprop::Network& net) {
+  std::vector<std::int64_t> sizes;
+  for (std::int64_t l = 0; l <= net.layers(); ++l) sizes.push_back(net.width(l));
+  nn::Rng rng(0);
+  nn::MLP mlp(sizes, to_nn(net.hidden), to_nn(net.output), rng, {.dtype = ad::DType::f64});
+  for (int l = 1; l <= static_cast<int>(net.layers()); ++l) {
+    mlp.linear(l).weight().array<double>() = net.W[static_cast<std::size_t>(l - 1)];
+    mlp.linear(l).bias().array<double>() = net.b[static_cast<std::size_t>(l - 1)];
+  }
+  return mlp;
+}
+
+/// Records the forward pass and the loss; returns J.
+inline ad::Tensor record(ad::Tape& tape, nn::MLP& mlp, const nn::backprop::Mat& x, const nn::backprop::Mat& y,
+                         nn::backprop::Loss loss) {
+  const ad::Tensor a = mlp(tape, x);
+  const ad::Tensor target = tape.constant(y);
+  return loss == nn::backprop::Loss::squared_error ? nn::squared_error(a, target) : nn::cross_entropy(a, target);
 }
 
 }  // namespace walkthrough_detail
 
-/// Records the forward pass of one sample (x, y: [1, s]) and the loss on a scalar tape.
+/// The tape's values and adjoints for one sample (x, y: [1, s]).
 inline TapeRun tape_run(const nn::backprop::Network& net, const nn::backprop::Mat& x, const nn::backprop::Mat& y,
                         nn::backprop::Loss loss) {
-  using nn::backprop::Act;
-  using nn::backprop::Mat;
+  nn::MLP mlp = walkthrough_detail::to_mlp(net);
   ad::Tape tape;
-  const auto L = net.W.size();
-  std::vector<std::vector<ad::Var>> W(L), b(L), z(L), a(L);
-  for (std::size_t l = 0; l < L; ++l) {
-    for (double w : net.W[l].values()) W[l].push_back(tape.variable(w));
-    for (double v : net.b[l].values()) b[l].push_back(tape.variable(v));
-  }
-  std::vector<ad::Var> in;
-  for (double v : x.values()) in.push_back(tape.variable(v));
-  for (std::size_t l = 0; l < L; ++l) {
-    const auto out = static_cast<std::size_t>(net.W[l].dim(0)), cin = static_cast<std::size_t>(net.W[l].dim(1));
-    for (std::size_t i = 0; i < out; ++i) {
-      ad::Var s = b[l][i];
-      for (std::size_t j = 0; j < cin; ++j) s = s + W[l][i * cin + j] * in[j];
-      z[l].push_back(s);
-    }
-    const Act f = net.activation(static_cast<std::int64_t>(l) + 1);
-    if (f == Act::softmax) {
-      ad::Var total = tape.variable(0.0);
-      std::vector<ad::Var> e;
-      for (const auto& v : z[l]) total = total + (e.emplace_back(exp(v)));
-      for (const auto& v : e) a[l].push_back(v / total);
-    } else {
-      for (const auto& v : z[l]) a[l].push_back(walkthrough_detail::activate(v, f));
-    }
-    in = a[l];
-  }
-  ad::Var J = tape.variable(0.0);
-  for (std::size_t k = 0; k < a[L - 1].size(); ++k) {
-    const double t = y[static_cast<std::int64_t>(k)];
-    if (loss == nn::backprop::Loss::squared_error) J = J + 0.5 * square(t - a[L - 1][k]);
-    else if (t != 0.0) J = J - t * log(a[L - 1][k]);
-  }
+  const ad::Tensor J = walkthrough_detail::record(tape, mlp, x, y, loss);
   const ad::Gradients g = tape.gradient(J);
   TapeRun r;
-  r.J = J.value();
-  auto collect = [&](const std::vector<ad::Var>& v, const ad::Shape& shape, bool adjoint) {
-    Mat m(shape);
-    for (std::size_t k = 0; k < v.size(); ++k) m[static_cast<std::int64_t>(k)] = adjoint ? g[v[k]] : v[k].value();
-    return m;
-  };
-  for (std::size_t l = 0; l < L; ++l) {
-    const ad::Shape row{1, net.W[l].dim(0)};
-    r.z.push_back(collect(z[l], row, false));
-    r.a.push_back(collect(a[l], row, false));
-    r.dz.push_back(collect(z[l], row, true));
-    r.dW.push_back(collect(W[l], net.W[l].shape(), true));
-    r.db.push_back(collect(b[l], net.b[l].shape(), true));
+  r.J = J.item();
+  for (std::int64_t l = 1; l <= net.layers(); ++l) {
+    const auto value = [&](const std::string& name) {
+      return ad::to_array<double>(tape.value_view(tape.find(name)));
+    };
+    r.z.push_back(value(fmt::format("layer{}.z", l)));
+    r.a.push_back(value(fmt::format("layer{}.a", l)));
+    r.dz.push_back(ad::to_array<double>(g[fmt::format("layer{}.z", l)]));
+    r.dW.push_back(ad::to_array<double>(g[fmt::format("layer{}.W", l)]));
+    r.db.push_back(ad::to_array<double>(g[fmt::format("layer{}.b", l)]));
   }
   return r;
 }
 
-/// The network after one gradient-descent step W ← W − α g, b ← b − α g with the tape's gradients.
+/// The network after one step of nn::SGD (plain gradient descent, learning rate α) on the tape's
+/// gradients of the cross-entropy loss.
 inline nn::backprop::Network sgd_step_on_tape(const nn::backprop::Network& net, const nn::backprop::Mat& x,
                                               const nn::backprop::Mat& y, double alpha) {
-  const TapeRun t = tape_run(net, x, y, nn::backprop::Loss::cross_entropy);
+  nn::MLP mlp = walkthrough_detail::to_mlp(net);
+  ad::Tape tape;
+  const ad::Tensor J = walkthrough_detail::record(tape, mlp, x, y, nn::backprop::Loss::cross_entropy);
+  nn::SGD opt(mlp.parameters(), {.lr = alpha});
+  opt.step(tape.gradient(J));
   nn::backprop::Network r = net;
-  for (std::size_t l = 0; l < r.W.size(); ++l) {
-    for (std::int64_t i = 0; i < r.W[l].size(); ++i) r.W[l][i] -= alpha * t.dW[l][i];
-    for (std::int64_t i = 0; i < r.b[l].size(); ++i) r.b[l][i] -= alpha * t.db[l][i];
+  for (int l = 1; l <= static_cast<int>(net.layers()); ++l) {
+    r.W[static_cast<std::size_t>(l - 1)] = mlp.linear(l).weight().array<double>();
+    r.b[static_cast<std::size_t>(l - 1)] = mlp.linear(l).bias().array<double>();
   }
   return r;
 }

@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "nn/nn.hpp"
+
 namespace seed_test {
 
 Network random_network(const std::vector<std::int64_t>& sizes, Act hidden, Act output, std::mt19937_64& rng,
@@ -65,125 +67,80 @@ Mat random_targets(std::int64_t m, std::int64_t sL, Act output, Loss loss, std::
 
 namespace {
 
-ad::Var activate(const ad::Var& z, Act f, double slope) {
+nn::Activation to_nn(Act f, double slope) {
   switch (f) {
-    case Act::identity: return z;
-    case Act::sigmoid: return sigmoid(z);
-    case Act::tanh: return tanh(z);
-    case Act::relu: return relu(z);
-    case Act::leaky_relu: return max(z, slope * z);
-    case Act::softmax: break;
+    case Act::identity: return nn::identity;
+    case Act::sigmoid: return nn::sigmoid;
+    case Act::tanh: return nn::tanh;
+    case Act::relu: return nn::relu;
+    case Act::leaky_relu: return nn::leaky_relu.with_slope(slope);
+    case Act::softmax: return nn::softmax;
   }
-  throw ad::InvalidArgument("activate: softmax is applied to a whole row");
+  return nn::identity;
 }
 
-Mat adjoints(const ad::Gradients& g, const std::vector<ad::Var>& v, const ad::Shape& shape) {
-  Mat r(shape);
-  for (std::size_t k = 0; k < v.size(); ++k) r[static_cast<std::int64_t>(k)] = g[v[k]];
-  return r;
-}
-
-Mat values(const std::vector<ad::Var>& v, const ad::Shape& shape) {
-  Mat r(shape);
-  for (std::size_t k = 0; k < v.size(); ++k) r[static_cast<std::int64_t>(k)] = v[k].value();
-  return r;
-}
-
-/// The network's forward pass recorded element by element on a scalar tape.
-struct Recorded {
-  std::vector<std::vector<ad::Var>> W, b, z, a;  // [l-1], row-major like the arrays
-};
-
-Recorded record(ad::Tape& tape, const Network& net, const Mat& x) {
-  const std::int64_t m = x.dim(0);
-  const auto L = static_cast<std::size_t>(net.layers());
-  Recorded r;
-  r.W.resize(L), r.b.resize(L), r.z.resize(L), r.a.resize(L);
-  for (std::size_t l = 0; l < L; ++l) {
-    for (double w : net.W[l].values()) r.W[l].push_back(tape.variable(w));
-    for (double v : net.b[l].values()) r.b[l].push_back(tape.variable(v));
+/// The same network as an nn::MLP in float64, with the same weights.
+nn::MLP to_mlp(const Network& net) {
+  std::vector<std::int64_t> sizes;
+  for (std::int64_t l = 0; l <= net.layers(); ++l) sizes.push_back(net.width(l));
+  nn::Rng rng(0);
+  nn::MLP mlp(sizes, to_nn(net.hidden, net.slope), to_nn(net.output, net.slope), rng, {.dtype = ad::DType::f64});
+  for (int l = 1; l <= static_cast<int>(net.layers()); ++l) {
+    mlp.linear(l).weight().array<double>() = net.W[static_cast<std::size_t>(l - 1)];
+    mlp.linear(l).bias().array<double>() = net.b[static_cast<std::size_t>(l - 1)];
   }
-  std::vector<ad::Var> in;
-  for (double v : x.values()) in.push_back(tape.variable(v));
-  for (std::size_t l = 0; l < L; ++l) {
-    const std::int64_t out = net.W[l].dim(0), cin = net.W[l].dim(1);
-    const Act f = net.activation(static_cast<std::int64_t>(l) + 1);
-    for (std::int64_t n = 0; n < m; ++n) {
-      std::vector<ad::Var> row;
-      for (std::int64_t i = 0; i < out; ++i) {
-        ad::Var s = r.b[l][static_cast<std::size_t>(i)];
-        for (std::int64_t j = 0; j < cin; ++j)
-          s = s + r.W[l][static_cast<std::size_t>(i * cin + j)] * in[static_cast<std::size_t>(n * cin + j)];
-        r.z[l].push_back(s);
-        row.push_back(s);
-      }
-      if (f != Act::softmax) {
-        for (const auto& v : row) r.a[l].push_back(activate(v, f, net.slope));
-        continue;
-      }
-      double zmax = -std::numeric_limits<double>::infinity();
-      for (const auto& v : row) zmax = std::max(zmax, v.value());
-      std::vector<ad::Var> e;
-      ad::Var total = tape.variable(0.0);
-      for (const auto& v : row) {
-        e.push_back(exp(v - zmax));
-        total = total + e.back();
-      }
-      for (const auto& v : e) r.a[l].push_back(v / total);
-    }
-    in = r.a[l];
-  }
-  return r;
+  return mlp;
 }
+
+/// The recorded tensor named `name` (the latest entry with that name).
+ad::Tensor named(ad::Tape& tape, const std::string& name) {
+  const std::uint32_t e = tape.find(name);
+  if (e == 0) throw ad::InvalidArgument("seed tests: nothing named " + name + " on the tape");
+  return ad::Tensor(&tape, e, tape.generation());
+}
+
+std::string name(std::int64_t l, const char* what) { return fmt::format("layer{}.{}", l, what); }
 
 }  // namespace
 
 TapeAnswer on_tape(const Network& net, const Mat& x, const Mat& y, Loss loss, double lambda) {
   nn::backprop::check(net, x, y, "on_tape");
+  nn::MLP mlp = to_mlp(net);
   ad::Tape tape;
-  const std::int64_t m = x.dim(0);
-  const auto L = static_cast<std::size_t>(net.layers());
-  const Recorded r = record(tape, net, x);
-  ad::Var data = tape.variable(0.0);
-  for (std::size_t k = 0; k < r.a[L - 1].size(); ++k) {
-    const double t = y[static_cast<std::int64_t>(k)];
-    const ad::Var& out = r.a[L - 1][k];
-    switch (loss) {
-      case Loss::squared_error: data = data + 0.5 * square(t - out); break;
-      case Loss::cross_entropy:
-        if (t != 0.0) data = data - t * log(out);
-        break;
-      case Loss::binary_cross_entropy:
-        if (t != 0.0) data = data - t * log(out);
-        if (t != 1.0) data = data - (1.0 - t) * log(1.0 - out);
-        break;
-    }
-  }
-  ad::Var J = data / static_cast<double>(m);
-  for (const auto& Wl : r.W)
-    for (const auto& w : Wl) J = J + 0.5 * lambda * square(w);
+  const ad::Tensor a = mlp(tape, x);
+  const ad::Tensor target = tape.constant(y);
+  ad::Tensor J = loss == Loss::squared_error ? nn::squared_error(a, target)
+                 : loss == Loss::cross_entropy ? nn::cross_entropy(a, target)
+                                               : nn::binary_cross_entropy(a, target);
+  // nn's optimisers add λW themselves; here the decay term is recorded so that the tape
+  // differentiates the whole J = mean loss + (λ/2) Σ ‖W^(l)‖².
+  if (lambda != 0.0)
+    for (int l = 1; l <= static_cast<int>(net.layers()); ++l)
+      J = J + (0.5 * lambda) * ad::sum(ad::square(mlp.linear(l).weight().recorded()));
   const ad::Gradients g = tape.gradient(J);
   TapeAnswer t;
-  t.loss = J.value();
-  for (std::size_t l = 0; l < L; ++l) {
-    const ad::Shape zs{m, net.W[l].dim(0)};
-    t.z_adjoint.push_back(adjoints(g, r.z[l], zs));
-    t.dW.push_back(adjoints(g, r.W[l], net.W[l].shape()));
-    t.db.push_back(adjoints(g, r.b[l], net.b[l].shape()));
-    t.z.push_back(values(r.z[l], zs));
-    t.a.push_back(values(r.a[l], zs));
+  t.loss = J.item();
+  for (std::int64_t l = 1; l <= net.layers(); ++l) {
+    t.z_adjoint.push_back(ad::to_array<double>(g[name(l, "z")]));  // δ^(l) / m
+    t.dW.push_back(ad::to_array<double>(g[name(l, "W")]));
+    t.db.push_back(ad::to_array<double>(g[name(l, "b")]));
+    t.z.push_back(named(tape, name(l, "z")).to_array<double>());
+    t.a.push_back(named(tape, name(l, "a")).to_array<double>());
   }
   return t;
 }
 
 Mat tape_dz_next_dz(const Network& net, const Mat& x, std::int64_t l, std::int64_t n) {
+  nn::MLP mlp = to_mlp(net);
   ad::Tape tape;
-  const Recorded r = record(tape, net, x);
+  mlp(tape, x);
+  const ad::Tensor z_next = named(tape, name(l + 1, "z"));
   const std::int64_t s = net.width(l), s_next = net.width(l + 1);
   Mat J({s_next, s});
   for (std::int64_t j = 0; j < s_next; ++j) {
-    const ad::Gradients g = tape.gradient(r.z[static_cast<std::size_t>(l)][static_cast<std::size_t>(n * s_next + j)]);
-    for (std::int64_t i = 0; i < s; ++i) J(j, i) = g[r.z[static_cast<std::size_t>(l - 1)][static_cast<std::size_t>(n * s + i)]];
+    const ad::Gradients g = tape.gradient(ad::element(z_next, {n, j}));  // one sweep per row of the Jacobian
+    const ad::View row = g[name(l, "z")];
+    for (std::int64_t i = 0; i < s; ++i) J(j, i) = row.at({n, i});
   }
   return J;
 }
