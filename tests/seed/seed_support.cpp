@@ -79,7 +79,8 @@ nn::Activation to_nn(Act f, double slope) {
   return nn::identity;
 }
 
-/// The same network as an nn::MLP in float64, with the same weights.
+}  // namespace
+
 nn::MLP to_mlp(const Network& net) {
   std::vector<std::int64_t> sizes;
   for (std::int64_t l = 0; l <= net.layers(); ++l) sizes.push_back(net.width(l));
@@ -91,6 +92,8 @@ nn::MLP to_mlp(const Network& net) {
   }
   return mlp;
 }
+
+namespace {
 
 /// The recorded tensor named `name` (the latest entry with that name).
 ad::Tensor named(ad::Tape& tape, const std::string& name) {

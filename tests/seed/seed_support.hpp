@@ -9,6 +9,7 @@
 
 #include "autodiff/autodiff.hpp"
 #include "nn/backprop.hpp"
+#include "nn/nn.hpp"
 
 namespace seed_test {
 
@@ -35,6 +36,10 @@ Mat random_targets(std::int64_t m, std::int64_t sL, Act output, Loss loss, std::
 
 /// One-hot rows with 1 at labels[n].
 Mat one_hot(const std::vector<int>& labels, std::int64_t classes);
+
+/// The same network as an nn::MLP in float64 with the same weights: its recorded values are named
+/// layer<l>.z, layer<l>.a and its parameters layer<l>.W, layer<l>.b.
+nn::MLP to_mlp(const Network& net);
 
 /// What the tape computed for the same network and batch.
 struct TapeAnswer {

@@ -124,7 +124,8 @@ TEST_CASE("seed: finite differences agree with 9.19 9.21 9.26 9.27 for cross-ent
   }
 }
 
-// 9.14/9.15: W ← W − α ∂J/∂W, b ← b − α ∂J/∂b, with the tape's gradients, entry by entry.
+// 9.14/9.15: W ← W − α ∂J/∂W, b ← b − α ∂J/∂b.  The hand step (with the hand gradients, λW included)
+// against the same step from the tape's gradients, and against nn::SGD, which adds λW itself.
 TEST_CASE("seed: 9.14 9.15 one gradient-descent step by hand") {
   std::mt19937_64 rng(1914);
   const Network net = random_network({4, 6, 3}, Act::tanh, Act::softmax, rng);
@@ -145,6 +146,17 @@ TEST_CASE("seed: 9.14 9.15 one gradient-descent step by hand") {
       CHECK(stepped.b[k][i] == doctest::Approx(net.b[k][i] - alpha * tape.db[k][i]).epsilon(1e-14));
       squared_norm += tape.db[k][i] * tape.db[k][i];
     }
+  }
+  // nn::SGD on the tape's gradient of the data loss alone, with weight_decay λ: the same step.
+  nn::MLP mlp = to_mlp(net);
+  ad::Tape t;
+  const ad::Tensor data_loss = nn::cross_entropy(mlp(t, x), t.constant(y));
+  nn::SGD opt(mlp.parameters(), {.lr = alpha, .weight_decay = lambda});
+  opt.step(t.gradient(data_loss));
+  for (int l = 1; l <= 2; ++l) {
+    const auto k = static_cast<std::size_t>(l - 1);
+    CHECK(relative_difference(mlp.linear(l).weight().array<double>(), stepped.W[k]) <= 1e-14);
+    CHECK(relative_difference(mlp.linear(l).bias().array<double>(), stepped.b[k]) <= 1e-14);
   }
   // To first order the step lowers J by α‖∇J‖²; what is left is O(α²) (about α²‖∇J‖² ‖H‖).
   const double before = nn::backprop::loss_value(net, x, y, Loss::cross_entropy, lambda);
