@@ -330,7 +330,8 @@ void parameter_gradients(const Network& net, const Mat& x, const Pass& p, const 
       "     ∂J/∂b_i^(l)  = δ_i^(l)                                  that is  ∂J/∂b^(l) = δ^(l)\n"
       "   Question 2: the seed's 9.21 sets these two results in one aligned block and a line break went\n"
       "   missing, so it reads \"x_j = a_j ∂J/∂b_i\". Split after a_j^(l), it is two equations; the \"1\" the\n"
-      "   reader looked for is ∂z_i/∂b_i, which is why ∂J/∂b_i = δ_i.\n"
+      "   reader looked for is ∂z_i/∂b_i, which is why ∂J/∂b_i = δ_i. (The block's first line also\n"
+      "   writes z_j where it means z_i, the node W_ij feeds, as the δ_i on its next line shows.)\n"
       "   Question 3: yes. A layer's parameter gradient is the residual of the z those parameters feed.\n"
       "   Here W^(l) feeds z^(l), so it is δ^(l); the seed's 9.21 numbers the weights leaving layer l as\n"
       "   W^(l), which feed z^(l+1), hence its δ^(l+1). Same rule, different numbering.",
@@ -340,7 +341,8 @@ void parameter_gradients(const Network& net, const Mat& x, const Pass& p, const 
       "     ∂J/∂b_i^(l)  = δ_i^(l)                                  即  ∂J/∂b^(l) = δ^(l)\n"
       "   问题 2：原文 9.21 把这两个结果排进同一个对齐块，漏了一个换行，读起来成了\n"
       "   “x_j = a_j ∂J/∂b_i”。在 a_j^(l) 之后断开，就是两个式子；读者要找的“1”是 ∂z_i/∂b_i，\n"
-      "   所以 ∂J/∂b_i = δ_i。\n"
+      "   所以 ∂J/∂b_i = δ_i。（该式第一行还把 z_i 误写成了 z_j：W_ij 输入的是 z_i，下一行的 δ_i\n"
+      "   也说明了这一点。）\n"
       "   问题 3：理解正确。某层参数的梯度等于这些参数所输入的 z 的残差。本程序中 W^(l) 输入\n"
       "   z^(l)，所以是 δ^(l)；原文 9.21 把离开第 l 层的权重记为 W^(l)，它输入 z^(l+1)，\n"
       "   所以写成 δ^(l+1)。规则相同，只是编号不同。");

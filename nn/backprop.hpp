@@ -40,7 +40,7 @@ enum class Loss { squared_error, cross_entropy, binary_cross_entropy };
 /// Which of the seed's formulas the backward pass takes as printed instead of corrected
 /// (everything else is always the corrected derivation of docs/backprop.md).
 struct Formulas {
-  bool printed_9_19 = false;  ///< the recursion with W_ij^(l) as printed
+  bool printed_9_19 = false;  ///< the recursion with W_ij^(l) as printed (element-wise hidden activations)
   bool printed_9_27 = false;  ///< softmax + cross-entropy with softmax treated as element-wise, f′ = f(1 − f)
 
   static constexpr Formulas corrected() { return {}; }
@@ -88,7 +88,8 @@ void squared_error_delta(Mat& delta, const Mat& z, const Mat& a, const Mat& y, A
 /// Squared error with softmax outputs: δ^(L) = J_softmaxᵀ (a − y) = a ⊙ ((a − y) − ⟨a, a − y⟩).
 void squared_error_softmax_delta(Mat& delta, const Mat& a, const Mat& y);
 /// 9.26, cross-entropy with an element-wise f:  δ_i^(L) = −y_i f′(z_i^(L)) / f(z_i^(L)).  With a
-/// one-hot y only i = k̃ is non-zero, and for sigmoid outputs δ_k̃ = a_k̃ − 1.
+/// one-hot y only i = k̃ is non-zero, and for sigmoid outputs δ_k̃ = a_k̃ − 1.  An output
+/// f(z_i) = 0 where y_i ≠ 0 (J itself is infinite there) gives ±inf or NaN, as IEEE division does.
 void cross_entropy_delta(Mat& delta, const Mat& z, const Mat& a, const Mat& y, Act f, double slope = 0.01);
 /// Corrected 9.27, cross-entropy with softmax outputs:  δ_i^(L) = a_i Σ_k y_k − y_i, which is
 /// a − y for a one-hot (or any normalised) y.
