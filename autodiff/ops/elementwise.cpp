@@ -24,7 +24,7 @@ namespace {
 
 // ---- recorders ---------------------------------------------------------------------------------------
 
-/// dx[i] += g[i] · R::df(x[i], y[i], p).
+/// dx[i] += g[i] · R::df(x[i], y[i], p), or R::chain(g[i], x[i], y[i], p) where the rule defines it.
 template <class R>
 void unary_backward(BackwardContext& c) {
   dispatch(c.node().dtype, [&]<class T>() {
@@ -35,7 +35,11 @@ void unary_backward(BackwardContext& c) {
     const T* g = c.grad<T>();
     const T p = static_cast<T>(c.params().c);
     const std::int64_t n = numel(c.node().shape);
-    for (std::int64_t i = 0; i < n; ++i) dx[i] += g[i] * R::df(x[i], y[i], p);
+    if constexpr (requires { R::chain(T(0), T(0), T(0), T(0)); }) {
+      for (std::int64_t i = 0; i < n; ++i) dx[i] += R::chain(g[i], x[i], y[i], p);
+    } else {
+      for (std::int64_t i = 0; i < n; ++i) dx[i] += g[i] * R::df(x[i], y[i], p);
+    }
   });
 }
 
@@ -263,6 +267,8 @@ struct Relu {
   static constexpr const char* name = "relu";
   template <class T> static T f(T x, T) { return x > T(0) ? x : T(0); }
   template <class T> static T df(T x, T, T) { return x > T(0) ? T(1) : T(0); }
+  // g·relu′(x) as a select rather than a product: the loop vectorises, and g passes unchanged.
+  template <class T> static T chain(T g, T x, T, T) { return x > T(0) ? g : T(0); }
 };
 
 /// x for x > 0, slope·x otherwise.  d/dx = 1 for x > 0 and slope for x ≤ 0 (the slope at 0).

@@ -1,0 +1,299 @@
+#include "nn/data.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <fstream>
+#include <numeric>
+
+#include <fmt/format.h>
+#include <fmt/std.h>
+#include <zlib.h>
+
+namespace nn {
+
+namespace {
+
+/// The whole content of a file, decompressed if it starts with the gzip magic bytes.
+std::vector<std::uint8_t> read_file(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec))
+    throw DataError(fmt::format("{}: no such file", path));
+  // gzread reads a gzip stream and passes any other content through unchanged.
+  gzFile f = gzopen(path.c_str(), "rb");
+  if (!f) throw DataError(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
+  std::vector<std::uint8_t> out;
+  std::uint8_t chunk[1 << 16];
+  for (;;) {
+    const int n = gzread(f, chunk, sizeof chunk);
+    if (n < 0) {
+      int code = 0;
+      std::string msg = gzerror(f, &code);
+      const std::size_t at = out.size();
+      gzclose(f);
+      throw DataError(fmt::format("{}: corrupt gzip data after {} uncompressed bytes ({}); the file is damaged, "
+                                  "download or reinstall it",
+                                  path, at, msg));
+    }
+    if (n == 0) break;
+    out.insert(out.end(), chunk, chunk + n);
+  }
+  // A gzip stream cut short ends without error from gzread but is reported by gzclose/gzerror.
+  int code = 0;
+  const char* msg = gzerror(f, &code);
+  if (code != Z_OK && code != Z_BUF_ERROR) {
+    std::string m = msg;
+    gzclose(f);
+    throw DataError(fmt::format("{}: corrupt gzip data ({}) after {} uncompressed bytes", path, m, out.size()));
+  }
+  const int rc = gzclose(f);
+  if (rc == Z_BUF_ERROR)
+    throw DataError(fmt::format("{}: the gzip stream is truncated after {} uncompressed bytes; the file is "
+                                "incomplete, download or reinstall it",
+                                path, out.size()));
+  if (rc != Z_OK) throw DataError(fmt::format("{}: error reading the file (zlib code {})", path, rc));
+  return out;
+}
+
+std::uint32_t big_endian_u32(const std::uint8_t* p) {
+  return (std::uint32_t(p[0]) << 24) | (std::uint32_t(p[1]) << 16) | (std::uint32_t(p[2]) << 8) | std::uint32_t(p[3]);
+}
+
+}  // namespace
+
+IdxData read_idx(const std::filesystem::path& path) {
+  const std::vector<std::uint8_t> raw = read_file(path);
+  if (raw.size() < 4)
+    throw DataError(fmt::format("{}: byte offset {}: file ends inside the 4-byte IDX magic number ({} bytes in all)",
+                                path, raw.size(), raw.size()));
+  if (raw[0] != 0 || raw[1] != 0)
+    throw DataError(fmt::format("{}: byte offset 0: bad IDX magic number {:02x} {:02x} {:02x} {:02x} (an IDX file "
+                                "starts with two zero bytes, a type code and a rank); is this an IDX file?",
+                                path, raw[0], raw[1], raw[2], raw[3]));
+  if (raw[2] != 0x08)
+    throw DataError(fmt::format("{}: byte offset 2: IDX type code 0x{:02x} is not supported (only 0x08, unsigned "
+                                "bytes, as in MNIST and Fashion-MNIST)",
+                                path, raw[2]));
+  const int rank = raw[3];
+  if (rank < 1 || rank > 4)
+    throw DataError(fmt::format("{}: byte offset 3: IDX rank {} (expected 1 to 4)", path, rank));
+  const std::size_t header = 4 + 4 * static_cast<std::size_t>(rank);
+  if (raw.size() < header)
+    throw DataError(fmt::format("{}: byte offset {}: file ends inside the IDX header ({} dimensions need {} bytes)",
+                                path, raw.size(), rank, header));
+  IdxData d;
+  std::uint64_t count = 1;
+  for (int k = 0; k < rank; ++k) {
+    const std::uint32_t n = big_endian_u32(&raw[4 + 4 * k]);
+    if (n == 0 || n > (1u << 31))
+      throw DataError(fmt::format("{}: byte offset {}: dimension {} is {}", path, 4 + 4 * k, k, n));
+    d.dims.push_back(n);
+    count *= n;
+    if (count > (std::uint64_t{1} << 40))
+      throw DataError(fmt::format("{}: byte offset {}: the dimensions announce more than 2^40 elements", path, 4 + 4 * k));
+  }
+  const std::uint64_t have = raw.size() - header;
+  if (have < count)
+    throw DataError(fmt::format("{}: byte offset {}: file is truncated: the header announces {} elements ({} bytes "
+                                "from offset {}) but only {} follow",
+                                path, raw.size(), count, count, header, have));
+  if (have > count)
+    throw DataError(fmt::format("{}: byte offset {}: {} unexpected bytes after the {} elements the header announces",
+                                path, header + count, have - count, count));
+  d.bytes.assign(raw.begin() + static_cast<std::ptrdiff_t>(header), raw.end());
+  return d;
+}
+
+Dataset load_idx(const std::filesystem::path& images, const std::filesystem::path& labels, std::int64_t classes) {
+  if (classes <= 0 || classes > 256)
+    throw ad::InvalidArgument(fmt::format("load_idx: classes is {} (expected 1..256)", classes));
+  IdxData im = read_idx(images);
+  IdxData lb = read_idx(labels);
+  if (im.dims.size() < 2)
+    throw DataError(fmt::format("{}: byte offset 3: an image file has rank >= 2 ([N, rows, cols]); this one has rank {}",
+                                images, im.dims.size()));
+  if (lb.dims.size() != 1)
+    throw DataError(fmt::format("{}: byte offset 3: a label file has rank 1 ([N]); this one has rank {}", labels,
+                                lb.dims.size()));
+  if (im.dims[0] != lb.dims[0])
+    throw DataError(fmt::format("{} holds {} images but {} holds {} labels (byte offset 4 of each); the two files "
+                                "must belong together",
+                                images, im.dims[0], labels, lb.dims[0]));
+  const std::size_t label_header = 8;
+  for (std::size_t i = 0; i < lb.bytes.size(); ++i)
+    if (lb.bytes[i] >= classes)
+      throw DataError(fmt::format("{}: byte offset {}: label {} of item {} is outside [0, {})", labels,
+                                  label_header + i, lb.bytes[i], i, classes));
+  const std::int64_t n = im.dims[0];
+  const std::int64_t features = static_cast<std::int64_t>(im.bytes.size()) / n;
+  Dataset d;
+  d.classes = classes;
+  d.x = ad::Array<float>(ad::Shape{n, features});
+  float* x = d.x.data();
+  for (std::size_t i = 0; i < im.bytes.size(); ++i) x[i] = static_cast<float>(im.bytes[i]) / 255.0f;
+  d.labels.assign(lb.bytes.begin(), lb.bytes.end());
+  return d;
+}
+
+Dataset load_fashion_mnist(const std::string& split, const std::filesystem::path& dir) {
+  if (split != "train" && split != "t10k")
+    throw ad::InvalidArgument(fmt::format("load_fashion_mnist: split \"{}\" (expected \"train\" or \"t10k\")", split));
+  const auto images = dir / (split + "-images-idx3-ubyte.gz");
+  const auto labels = dir / (split + "-labels-idx1-ubyte.gz");
+  for (const auto& p : {images, labels}) {
+    std::error_code ec;
+    if (!std::filesystem::exists(p, ec))
+      throw DataError(fmt::format("{}: no such file; Fashion-MNIST is in the Debian package dataset-fashion-mnist: "
+                                  "run `apt-get install dataset-fashion-mnist` (as root)",
+                                  p));
+  }
+  return load_idx(images, labels, 10);
+}
+
+// ---- CSV ---------------------------------------------------------------------------------------------
+
+Dataset read_csv(const std::filesystem::path& path, const CsvOptions& opt) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) throw DataError(fmt::format("{}: no such file", path));
+    throw DataError(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
+  }
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<float> values;
+  std::vector<std::int32_t> labels;
+  std::int64_t columns = -1;
+  std::size_t pos = 0, line_no = 0;
+  bool skip = opt.header;
+  while (pos < text.size()) {
+    std::size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    const std::size_t line_start = pos;
+    std::string_view line(text.data() + pos, end - pos);
+    pos = end + 1;
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (skip) {
+      skip = false;
+      continue;
+    }
+    if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
+    // Split into fields.
+    std::int64_t ncols = 1 + std::count(line.begin(), line.end(), opt.delimiter);
+    if (columns < 0) {
+      columns = ncols;
+      if (columns < 2)
+        throw DataError(fmt::format("{}: line {} (byte offset {}): {} column; a sample needs a label column and at "
+                                    "least one feature (is the delimiter '{}' right?)",
+                                    path, line_no, line_start, columns, opt.delimiter));
+      const std::int64_t lc = opt.label_column < 0 ? columns + opt.label_column : opt.label_column;
+      if (lc < 0 || lc >= columns)
+        throw DataError(fmt::format("{}: label column {} does not exist: line {} has {} columns", path,
+                                    opt.label_column, line_no, columns));
+    } else if (ncols != columns) {
+      throw DataError(fmt::format("{}: line {} (byte offset {}): {} columns, but the first data line has {}", path,
+                                  line_no, line_start, ncols, columns));
+    }
+    const std::int64_t label_col = opt.label_column < 0 ? columns + opt.label_column : opt.label_column;
+    std::size_t f = 0;
+    for (std::int64_t c = 0; c < columns; ++c) {
+      std::size_t e = line.find(opt.delimiter, f);
+      if (e == std::string_view::npos) e = line.size();
+      std::string_view field = line.substr(f, e - f);
+      const std::size_t field_offset = line_start + f;
+      while (!field.empty() && (field.front() == ' ' || field.front() == '\t')) field.remove_prefix(1);
+      while (!field.empty() && (field.back() == ' ' || field.back() == '\t')) field.remove_suffix(1);
+      const char* b = field.data();
+      const char* z = field.data() + field.size();
+      if (c == label_col) {
+        std::int64_t v = 0;
+        auto [p, ec] = std::from_chars(b, z, v);
+        if (ec != std::errc() || p != z || field.empty())
+          throw DataError(fmt::format("{}: line {}, column {} (byte offset {}): label \"{}\" is not an integer", path,
+                                      line_no, c + 1, field_offset, field));
+        if (v < 0 || (opt.classes > 0 && v >= opt.classes) || v > INT32_MAX)
+          throw DataError(fmt::format("{}: line {}, column {} (byte offset {}): label {} is outside [0, {})", path,
+                                      line_no, c + 1, field_offset, v,
+                                      opt.classes > 0 ? fmt::format("{}", opt.classes) : std::string("2^31")));
+        labels.push_back(static_cast<std::int32_t>(v));
+      } else {
+        float v = 0;
+        auto [p, ec] = std::from_chars(b, z, v);
+        if (ec != std::errc() || p != z || field.empty())
+          throw DataError(fmt::format("{}: line {}, column {} (byte offset {}): \"{}\" is not a number", path, line_no,
+                                      c + 1, field_offset, field));
+        values.push_back(v * opt.scale);
+      }
+      f = e + 1;
+    }
+  }
+  if (labels.empty()) throw DataError(fmt::format("{}: no data lines", path));
+  Dataset d;
+  const auto n = static_cast<std::int64_t>(labels.size());
+  d.x = ad::Array<float>(ad::Shape{n, columns - 1}, std::span<const float>(values));
+  d.labels = std::move(labels);
+  d.classes = opt.classes > 0 ? opt.classes : 1 + *std::max_element(d.labels.begin(), d.labels.end());
+  return d;
+}
+
+// ---- batches -----------------------------------------------------------------------------------------
+
+Batches::Batches(const Dataset& data, std::int64_t batch_size, Rng* rng) : data_(data), n_(data.size()), batch_(batch_size) {
+  if (batch_size <= 0) throw ad::InvalidArgument(fmt::format("batches: batch size {} (must be positive)", batch_size));
+  if (static_cast<std::int64_t>(data.labels.size()) != n_)
+    throw ad::ShapeError(fmt::format("batches: the data set has {} rows but {} labels", n_, data.labels.size()));
+  order_.resize(static_cast<std::size_t>(n_));
+  std::iota(order_.begin(), order_.end(), 0);
+  if (rng) std::shuffle(order_.begin(), order_.end(), *rng);
+}
+
+Batches::iterator::iterator(Batches* owner, std::int64_t start) : owner_(owner), start_(start) {
+  if (start_ < owner_->n_) fill();
+}
+
+Batches::iterator Batches::begin() { return iterator(this, 0); }
+Batches::iterator Batches::end() { return iterator(this, n_); }
+
+Batch Batches::iterator::operator*() const {
+  Batches& o = *owner_;
+  return Batch{o.x_[o.current_], std::span<const std::int32_t>(o.y_[o.current_])};
+}
+
+Batches::iterator& Batches::iterator::operator++() {
+  start_ = std::min(start_ + owner_->batch_, owner_->n_);
+  if (start_ < owner_->n_) fill();
+  return *this;
+}
+
+void Batches::iterator::fill() {
+  Batches& o = *owner_;
+  o.current_ ^= 1;
+  const std::int64_t b = std::min(o.batch_, o.n_ - start_);
+  const std::int64_t f = o.data_.features();
+  ad::Array<float>& x = o.x_[o.current_];
+  // Reuse the buffer unless its shape differs or something (a tape leaf) still shares it.
+  if (x.rank() != 2 || x.dim(0) != b || x.dim(1) != f || x.buffer().use_count() != 1)
+    x = ad::Array<float>(ad::Shape{b, f});
+  std::vector<std::int32_t>& y = o.y_[o.current_];
+  y.resize(static_cast<std::size_t>(b));
+  const float* src = o.data_.x.data();
+  for (std::int64_t i = 0; i < b; ++i) {
+    const std::int64_t r = o.order_[static_cast<std::size_t>(start_ + i)];
+    std::memcpy(x.data() + i * f, src + r * f, sizeof(float) * static_cast<std::size_t>(f));
+    y[static_cast<std::size_t>(i)] = o.data_.labels[static_cast<std::size_t>(r)];
+  }
+}
+
+Dataset slice(const Dataset& data, std::int64_t begin, std::int64_t end) {
+  if (begin < 0 || end > data.size() || begin > end)
+    throw ad::IndexError(fmt::format("slice: rows [{}, {}) of a data set of {} rows", begin, end, data.size()));
+  const std::int64_t f = data.features();
+  Dataset d;
+  d.classes = data.classes;
+  d.x = ad::Array<float>(ad::Shape{end - begin, f},
+                         std::span<const float>(data.x.data() + begin * f, static_cast<std::size_t>((end - begin) * f)));
+  d.labels.assign(data.labels.begin() + begin, data.labels.begin() + end);
+  return d;
+}
+
+}  // namespace nn

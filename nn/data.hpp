@@ -1,0 +1,126 @@
+// Data sets: IDX files (MNIST, Fashion-MNIST; raw or gzip-compressed), CSV files, and shuffled
+// mini-batches.
+//
+// A Dataset is a matrix of inputs x [N, features] in float32 and one integer label per row.  Every
+// reader validates what it reads (magic numbers, sizes, label ranges, number formats) and throws
+// nn::DataError naming the file, the byte offset or line, and what to install or fix.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <random>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "autodiff/array.hpp"
+#include "nn/error.hpp"
+
+namespace nn {
+
+/// The random engine used across nn (initialisers, shuffling): seeded, reproducible.
+using Rng = std::mt19937_64;
+
+/// Inputs and integer labels, one row per sample.
+struct Dataset {
+  ad::Array<float> x;                 ///< [N, features]
+  std::vector<std::int32_t> labels;   ///< N labels in [0, classes)
+  std::int64_t classes = 0;
+
+  std::int64_t size() const { return x.rank() == 0 ? 0 : x.dim(0); }
+  std::int64_t features() const { return x.rank() < 2 ? 0 : x.dim(1); }
+};
+
+/// The contents of one IDX file of unsigned bytes (type code 0x08): its dimensions and elements.
+struct IdxData {
+  std::vector<std::int64_t> dims;
+  std::vector<std::uint8_t> bytes;
+};
+
+/// Reads an IDX file of unsigned bytes, gzip-compressed or not (detected from the content).
+/// Checks the magic number (two zero bytes, type 0x08, rank 1..4), that the dimensions are
+/// positive, and that the file holds exactly the announced number of elements.  Offsets in error
+/// messages count bytes of the uncompressed content.
+IdxData read_idx(const std::filesystem::path& path);
+
+/// Reads an IDX image file ([N, rows, cols], or [N, features]) and an IDX label file ([N]) into a
+/// Dataset with pixels scaled to [0, 1].  Checks that the counts agree and every label is in
+/// [0, classes).
+Dataset load_idx(const std::filesystem::path& images, const std::filesystem::path& labels, std::int64_t classes = 10);
+
+/// Where Debian's dataset-fashion-mnist package installs the files.
+inline const std::filesystem::path fashion_mnist_dir = "/usr/share/datasets/fashion-mnist";
+
+/// Fashion-MNIST's "train" (60,000 images) or "t10k" (10,000 images) split from `dir`.  If a file is
+/// missing the error says to run `apt-get install dataset-fashion-mnist`.
+Dataset load_fashion_mnist(const std::string& split, const std::filesystem::path& dir = fashion_mnist_dir);
+
+/// Options of read_csv.
+struct CsvOptions {
+  int label_column = 0;          ///< column holding the integer label; -1 for the last column
+  bool header = false;           ///< skip the first line
+  char delimiter = ',';
+  std::int64_t classes = 0;      ///< labels must be in [0, classes); 0: one more than the largest label
+  float scale = 1.0f;            ///< every feature is multiplied by this (1/255 for pixel values)
+};
+
+/// Reads a CSV file of numbers, one sample a line: one column is the integer label, the others the
+/// features.  Every line must have the same number of columns.  Empty lines are skipped.
+Dataset read_csv(const std::filesystem::path& path, const CsvOptions& options = {});
+
+/// One mini-batch: `x` [B, features] and its B labels.  Both are valid until the next batch is
+/// produced (the iterator reuses their memory once nothing else holds it).
+struct Batch {
+  const ad::Array<float>& x;
+  std::span<const std::int32_t> labels;
+};
+
+/// The mini-batches of one pass over a data set, in a random order drawn from `rng` (or in order
+/// when rng is null).  The last batch is smaller when the batch size does not divide N.
+///   for (auto [x, y] : nn::batches(train, 128, rng)) { ... }
+class Batches {
+ public:
+  Batches(const Dataset& data, std::int64_t batch_size, Rng* rng);
+
+  class iterator {
+   public:
+    using difference_type = std::ptrdiff_t;
+    using value_type = Batch;
+    iterator() = default;
+    Batch operator*() const;
+    iterator& operator++();
+    bool operator==(const iterator& o) const { return start_ == o.start_; }
+
+   private:
+    friend class Batches;
+    iterator(Batches* owner, std::int64_t start);
+    void fill();
+    Batches* owner_ = nullptr;
+    std::int64_t start_ = 0;
+  };
+
+  iterator begin();
+  iterator end();
+  /// Number of batches.
+  std::int64_t size() const { return (n_ + batch_ - 1) / batch_; }
+
+ private:
+  const Dataset& data_;
+  std::int64_t n_ = 0;
+  std::int64_t batch_ = 0;
+  std::vector<std::int64_t> order_;
+  // Two buffers used in turn, so that filling a batch never overwrites the previous one while a
+  // tape that has not been cleared yet still reads it.
+  ad::Array<float> x_[2];
+  std::vector<std::int32_t> y_[2];
+  int current_ = 0;
+};
+
+/// A shuffled pass when given an engine, in order when not.
+inline Batches batches(const Dataset& data, std::int64_t batch_size, Rng& rng) { return Batches(data, batch_size, &rng); }
+inline Batches batches(const Dataset& data, std::int64_t batch_size) { return Batches(data, batch_size, nullptr); }
+
+/// Rows [begin, end) of a data set, copied (e.g. to hold out a validation set).
+Dataset slice(const Dataset& data, std::int64_t begin, std::int64_t end);
+
+}  // namespace nn
