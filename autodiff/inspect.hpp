@@ -75,17 +75,17 @@ std::string summarise(const View& v, int elements = 4);
 struct TapeSummary {
   struct Parameter {
     std::uint32_t entry = 0;
-    std::string name;  ///< the entry's name, or "#<entry>"
+    std::string name{};  ///< the entry's name, or "#<entry>"
     DType dtype = DType::f64;
-    Shape shape;
+    Shape shape{};
   };
   std::size_t entries = 0;          ///< recorded entries (the sink not counted)
   std::size_t scalar_entries = 0;   ///< scalar entries and scalar-valued rule entries
   std::size_t tensor_entries = 0;
-  std::vector<std::pair<std::string, std::size_t>> by_op;  ///< most frequent first
+  std::vector<std::pair<std::string, std::size_t>> by_op{};  ///< most frequent first
   std::size_t bytes_used = 0;
   std::size_t bytes_reserved = 0;
-  std::vector<Parameter> parameters;  ///< tensor leaves that require a gradient
+  std::vector<Parameter> parameters{};  ///< tensor leaves that require a gradient
   std::int64_t parameter_elements = 0;
   std::size_t scalar_variables = 0;   ///< scalar leaves (tape.variable)
   std::size_t constants = 0;          ///< tensor leaves without gradient (data)
@@ -110,10 +110,10 @@ struct PictureOptions {
 };
 
 struct Picture {
-  std::filesystem::path dot;  ///< always written
-  std::filesystem::path svg;  ///< written when `rendered`
+  std::filesystem::path dot{};  ///< always written
+  std::filesystem::path svg{};  ///< written when `rendered`
   bool rendered = false;
-  std::string message;        ///< what was written, or how to render the .dot file
+  std::string message{};      ///< what was written, or how to render the .dot file
 };
 
 /// Writes `path` with extension .dot, then renders it to the same path with extension .svg when
@@ -133,8 +133,8 @@ struct Contribution {
   bool tensor = false;        ///< the argument is a tensor
   double partial = 0.0;       ///< scalar entries: the local partial d value / d argument
   double amount = 0.0;        ///< scalar arguments: what was added (partial × incoming adjoint)
-  Array<double> before;       ///< tensor arguments: the adjoint before the step
-  Array<double> after;        ///< ... and after it; the contribution is after − before
+  Array<double> before{};     ///< tensor arguments: the adjoint before the step
+  Array<double> after{};      ///< ... and after it; the contribution is after − before
 };
 
 /// One entry of the reverse sweep.
@@ -142,23 +142,33 @@ struct Step {
   std::uint32_t entry = 0;
   bool rule = false;          ///< a rule entry (tensor op or tensor→scalar bridge)
   bool skipped = false;       ///< nothing flowed in (or it needs no gradient): no contributions
-  std::vector<Contribution> contributions;
+  std::vector<Contribution> contributions{};
+};
+
+/// One product in the sum a rule step added to one element, e.g. W_ji × δ_j for a matmul.
+struct Product {
+  std::string factor_label{};      ///< the factor's element: "layer2.W[1,2]"
+  double factor = 0.0;
+  std::uint32_t adjoint_entry = 0; ///< the entry whose adjoint is the other factor (the rule's output)
+  std::int64_t adjoint_element = 0;
+  double adjoint = 0.0;
 };
 
 /// One term of an adjoint: what the step of entry `from` added (from = 0: the seed).
 struct Term {
   std::uint32_t from = 0;
   double amount = 0.0;
-  double partial = 0.0;       ///< local partial for scalar steps; NaN for rule steps
-  double incoming = 0.0;      ///< the adjoint of `from` (at the matching element for element-wise rules)
-  std::string detail;         ///< how a rule step's amount is made up, when the rule is known
+  double partial = 0.0;           ///< local partial for scalar steps; NaN for rule steps
+  double incoming = 0.0;          ///< the adjoint of `from` (at the matching element for element-wise rules)
+  std::vector<Product> products{};  ///< rule steps the inspector knows (matmul): the amount as a sum of products
+  std::string note{};             ///< other known rules (an element pick): what the rule did here
 };
 
 struct AdjointTerms {
   std::uint32_t entry = 0;
   std::int64_t element = 0;   ///< flat element index (0 for a scalar)
   double adjoint = 0.0;       ///< the final adjoint at that element
-  std::vector<Term> terms;    ///< in sweep order; their sum, in this order, is the adjoint
+  std::vector<Term> terms{};  ///< in sweep order; their sum, in this order, is the adjoint
 };
 
 /// The record of a reverse sweep run entry by entry.  It keeps the gradient it computed, which is
@@ -192,6 +202,7 @@ class StepLog {
 
  private:
   std::string explain_terms(const AdjointTerms& t, int depth) const;
+  std::string products_text(const Term& term, const std::string& pad) const;
   /// " (= adj layer2.z[1])" when the adjoint of unnamed entry e was passed on unchanged from a
   /// named entry (through adds), else empty.
   std::string alias(std::uint32_t e, std::int64_t element) const;

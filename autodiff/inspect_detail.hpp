@@ -50,10 +50,10 @@ bool step_runs(const Tape& t, const GradStore& s, std::uint32_t i);
 /// The distinct arguments of entry i that take a gradient, in argument order.
 std::vector<std::uint32_t> distinct_grad_args(const Tape& t, std::uint32_t i);
 
-/// For a rule entry `from` whose backward step added to the adjoint of `to`: lines showing how the
-/// amount at flat element `element` is made up (for a matmul: the Σ_j W_ji δ_j terms), or empty
-/// when the rule is not one it knows.
-std::string rule_detail(const Tape& t, const GradStore& s, std::uint32_t from, std::uint32_t to,
-                        std::int64_t element);
+/// For a rule entry `from` whose backward step added to the adjoint of `to`: fills term.products
+/// with the products whose sum is the amount at flat element `element` (a matmul: Σ_j W_ji δ_j), or
+/// term.note for other rules it knows; leaves both empty for rules it does not know.
+void rule_terms(const Tape& t, const GradStore& s, std::uint32_t from, std::uint32_t to, std::int64_t element,
+                Term& term);
 
 }  // namespace ad::inspect_detail

@@ -131,7 +131,7 @@ AdjointTerms StepLog::terms(std::uint32_t e, std::int64_t element) const {
   r.element = element;
   const auto adj = adjoint_of(t, s, e);
   r.adjoint = adj ? adj->flat(element) : 0.0;
-  if (e == output_) r.terms.push_back({0, 1.0, nan_v, nan_v, "seed"});
+  if (e == output_) r.terms.push_back({.from = 0, .amount = 1.0, .partial = nan_v, .incoming = nan_v, .note = "seed"});
   for (const Step& st : steps_) {
     for (const Contribution& c : st.contributions) {
       if (c.to != e) continue;
@@ -151,7 +151,7 @@ AdjointTerms StepLog::terms(std::uint32_t e, std::int64_t element) const {
       } else {
         term.incoming = nan_v;
       }
-      if (st.rule) term.detail = rule_detail(t, s, st.entry, e, element);
+      if (st.rule) rule_terms(t, s, st.entry, e, element, term);
       r.terms.push_back(std::move(term));
     }
   }
@@ -190,6 +190,23 @@ std::string StepLog::alias(std::uint32_t e, std::int64_t element) const {
   return fmt::format(" (= adj {}{})", t.name_of(e), index_text(t.shape_of_entry(e), element));
 }
 
+std::string StepLog::products_text(const Term& term, const std::string& pad) const {
+  const Tape& t = *tape_;
+  constexpr std::size_t shown = 16;
+  double sum = 0.0;
+  for (const auto& p : term.products) sum += p.factor * p.adjoint;
+  std::string r = fmt::format("{}= sum of {} product{} factor x adj (sum {}):\n", pad, term.products.size(),
+                              term.products.size() == 1 ? "" : "s", num(sum));
+  for (std::size_t k = 0; k < term.products.size() && k < shown; ++k) {
+    const Product& p = term.products[k];
+    r += fmt::format("{}  {:<18} {:>11} x {:>11} = {:>11}   (adj {}{})\n", pad, p.factor_label, num(p.factor),
+                     num(p.adjoint), num(p.factor * p.adjoint), element_label(t, p.adjoint_entry, p.adjoint_element),
+                     alias(p.adjoint_entry, p.adjoint_element));
+  }
+  if (term.products.size() > shown) r += fmt::format("{}  ... ({} more)\n", pad, term.products.size() - shown);
+  return r;
+}
+
 std::string StepLog::explain_terms(const AdjointTerms& at, int depth) const {
   const Tape& t = *tape_;
   const std::string pad(2 * depth, ' ');
@@ -213,7 +230,8 @@ std::string StepLog::explain_terms(const AdjointTerms& at, int depth) const {
       how = fmt::format("(rule {})", op_text(t, term.from));
     }
     r += fmt::format("{}  from {:<30} {:>+12.6g}  {}\n", pad, from, term.amount, how);
-    if (!term.detail.empty()) r += term.detail;
+    if (!term.note.empty()) r += fmt::format("{}      ({})\n", pad, term.note);
+    if (!term.products.empty()) r += products_text(term, pad + "      ");
   }
   // One term through an element-wise op (an activation): show how that op's adjoint was assembled.
   if (depth < 3 && at.terms.size() == 1 && at.terms[0].from != 0) {

@@ -106,7 +106,7 @@ TEST_CASE("inspect: step-through of the 3-4-3 network shows delta^(1) = f'(z) * 
     const ad::AdjointTerms t = log.terms(net.tW2.index(), k);
     REQUIRE(t.terms.size() == 1);
     CHECK(t.terms[0].amount == gW2.flat(k));
-    CHECK(has(t.terms[0].detail, "the picked element"));
+    CHECK(has(t.terms[0].note, "the picked element"));
   }
 
   // explain: z_1 -> through sigmoid -> a_1 with its three products, all printed
