@@ -52,8 +52,9 @@ std::uint32_t Tape::push_node(Node node, double scalar_value) {
   return push(Op::rule, scalar_value, k, 0.0, 0, 0.0);
 }
 
-void Tape::throw_foreign(const char* what) const {
-  throw ForeignHandleError(fmt::format("{}: the handle belongs to another tape (or is empty)", what));
+void Tape::throw_foreign(const char* what, const Tape* owner) const {
+  if (owner == nullptr) throw InvalidArgument(fmt::format("{}: empty handle (default-constructed)", what));
+  throw ForeignHandleError(fmt::format("{}: the handle belongs to another tape", what));
 }
 
 void Tape::throw_stale(const char* what, std::uint32_t generation) const {

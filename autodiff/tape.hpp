@@ -187,9 +187,11 @@ class Tape {
   T* allocate_elements(std::int64_t n) {
     return static_cast<T*>(allocate(sizeof(T) * static_cast<std::size_t>(n)));
   }
-  /// Checks that a handle belongs to this tape and this generation; `what` names the op.
+  /// Checks that a handle belongs to this tape and this generation; `what` names the op.  An empty
+  /// handle throws InvalidArgument, one from another tape ForeignHandleError, and one from before
+  /// clear() (or not naming an entry) StaleHandleError.
   void check(const Tape* owner, std::uint32_t generation, std::uint32_t entry, const char* what) const {
-    if (owner != this) throw_foreign(what);
+    if (owner != this) throw_foreign(what, owner);
     if (generation != generation_ || entry >= size_ || entry == 0) throw_stale(what, generation);
   }
   /// Whether gradients flow into this entry (scalar entries: always; nodes: requires_grad).
@@ -211,7 +213,7 @@ class Tape {
  private:
   friend class Gradients;
   void grow();
-  [[noreturn]] void throw_foreign(const char* what) const;
+  [[noreturn]] void throw_foreign(const char* what, const Tape* owner) const;
   [[noreturn]] void throw_stale(const char* what, std::uint32_t generation) const;
   template <Element T>
   Tensor push_leaf(const Array<T>& a, bool requires_grad);

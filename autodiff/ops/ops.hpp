@@ -1,7 +1,8 @@
 // The tensor operations, by family.  Each op validates its operands before recording anything and
 // throws a typed ad::Error naming the op, the operands (by name when named) and their shapes.
 // Element types must match (f32 with f32, f64 with f64); a Var or double operand is converted to
-// the tensor's element type.
+// the tensor's element type.  Each op's derivative and edge cases are stated beside its forward
+// and backward rules in ops/<family>.cpp.
 #pragma once
 
 #include <cstdint>
@@ -52,12 +53,15 @@ Tensor pow(const Tensor& x, double p);
 /// a·b for 2-D a [m,k] and b [k,n], or batched over a leading dimension ([B,m,k]·[B,k,n], or a 3-D
 /// operand with a 2-D one shared across the batch).  With transpose_a / transpose_b the operand is
 /// read transposed (its last two dimensions swapped); the flag is passed to BLAS, nothing is copied.
+/// Derivative of C = A·B with upstream adjoint G: dA = G·Bᵀ, dB = Aᵀ·G (a shared operand sums over
+/// the batch).  Empty dimensions are allowed (k = 0 gives zeros).  Runs through ad::blas (blas.hpp).
 Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a = false, bool transpose_b = false);
 
 // ---- shape (ops/shape.cpp) -------------------------------------------------------------------------
 /// Swaps the last two dimensions (a 2-D transpose; batched for rank 3-4).
 Tensor transpose(const Tensor& x);
 /// The same elements under a new shape with the same number of elements; one dimension may be -1.
+/// Nothing is copied: the result reads x's elements.
 Tensor reshape(const Tensor& x, std::span<const std::int64_t> shape);
 Tensor reshape(const Tensor& x, std::initializer_list<std::int64_t> shape);
 
@@ -68,7 +72,7 @@ Tensor sum(const Tensor& x);
 Tensor sum(const Tensor& x, int axis, bool keepdims = false);
 Tensor mean(const Tensor& x);
 Tensor mean(const Tensor& x, int axis, bool keepdims = false);
-/// Maximum over one axis; the gradient goes to the first maximal element.
+/// Maximum over one axis; the gradient goes to the first maximal element (NaN counts as maximal).
 Tensor max(const Tensor& x, int axis, bool keepdims = false);
 
 // ---- softmax (ops/softmax.cpp) ---------------------------------------------------------------------

@@ -1,0 +1,344 @@
+// Element-wise tensor operations: + - * / (tensor with tensor, Var or double), negation and the
+// unary functions.
+//
+// Each op is a small rule: its value f and its local derivative(s), side by side.  Three shared
+// recorders turn a rule into an op and its backward step:
+//   * unary<R>(x, p):       y = R::f(x, p),      dx += g · R::df(x, y, p);
+//   * binary<R>(a, b):      y = R::f(a, b) with broadcasting, da += Σ g · R::da(a, b, y),
+//                           db += Σ g · R::db(a, b, y) (summed back by ops::sum_to_operand);
+//     a Var operand takes part as a rank-0 operand, so its adjoint is the sum of its
+//     contributions over the whole tensor, added to the Var's scalar adjoint;
+//   * a double operand is a constant: the op is unary in the tensor, with the constant as p.
+//
+// Domain edges follow IEEE arithmetic, as for ad::Var (autodiff/var.hpp): nothing throws for
+// log(0) or 1/0; the values and partials are what the formulas give.
+#include <cmath>
+
+#include "autodiff/ops/broadcast.hpp"
+#include "autodiff/ops/ops.hpp"
+#include "autodiff/ops/record.hpp"
+
+namespace ad {
+
+namespace {
+
+// ---- recorders ---------------------------------------------------------------------------------------
+
+/// dx[i] += g[i] · R::df(x[i], y[i], p).
+template <class R>
+void unary_backward(BackwardContext& c) {
+  dispatch(c.node().dtype, [&]<class T>() {
+    T* dx = c.arg_grad<T>(0);
+    if (!dx) return;
+    const T* x = c.arg_value<T>(0);
+    const T* y = c.value<T>();
+    const T* g = c.grad<T>();
+    const T p = static_cast<T>(c.params().c);
+    const std::int64_t n = numel(c.node().shape);
+    for (std::int64_t i = 0; i < n; ++i) dx[i] += g[i] * R::df(x[i], y[i], p);
+  });
+}
+
+/// Records y = R::f(x, p) element by element.
+template <class R>
+Tensor unary(const Tensor& x, double p = 0.0, const char* name = R::name) {
+  Tape& tape = ops::tape_of(x, name);
+  const Node& nx = *tape.node(x.index());
+  const Shape shape = nx.shape;
+  const DType dtype = nx.dtype;
+  void* out = dispatch(dtype, [&]<class T>() -> void* {
+    const std::int64_t n = numel(shape);
+    const T* xv = static_cast<const T*>(nx.data);
+    T* y = tape.allocate_elements<T>(n);
+    const T pt = static_cast<T>(p);
+    for (std::int64_t i = 0; i < n; ++i) y[i] = R::f(xv[i], pt);
+    return y;
+  });
+  return ops::record_tensor(tape, name, dtype, shape, out, {x.index()}, unary_backward<R>, {.c = p});
+}
+
+/// da += Σ g · R::da(a, b, y) and db += Σ g · R::db(a, b, y), each summed back to its operand's
+/// shape.  Operand k is a tensor, or a Var (a rank-0 operand) when k == var_arg; a Var's adjoint is
+/// accumulated in double and added to its scalar adjoint.
+template <class R, int var_arg>
+void binary_backward(BackwardContext& c) {
+  dispatch(c.node().dtype, [&]<class T>() {
+    const T* y = c.value<T>();
+    const T* g = c.grad<T>();
+    if constexpr (var_arg < 0) {
+      const Node& na = c.arg_node(0);
+      const Node& nb = c.arg_node(1);
+      const T* a = static_cast<const T*>(na.data);
+      const T* b = static_cast<const T*>(nb.data);
+      T* da = c.arg_grad<T>(0);
+      T* db = c.arg_grad<T>(1);
+      if (na.shape == nb.shape) {  // no broadcast: flat loops
+        const std::int64_t n = numel(na.shape);
+        if (da)
+          for (std::int64_t i = 0; i < n; ++i) da[i] += g[i] * R::da(a[i], b[i], y[i]);
+        if (db)
+          for (std::int64_t i = 0; i < n; ++i) db[i] += g[i] * R::db(a[i], b[i], y[i]);
+        return;
+      }
+      const ops::Broadcast p(na.shape, nb.shape);  // checked when the op was recorded
+      if (da) ops::sum_to_operand(da, 0, p, [&](std::int64_t o, std::int64_t ia, std::int64_t ib) {
+        return g[o] * R::da(a[ia], b[ib], y[o]);
+      });
+      if (db) ops::sum_to_operand(db, 1, p, [&](std::int64_t o, std::int64_t ia, std::int64_t ib) {
+        return g[o] * R::db(a[ia], b[ib], y[o]);
+      });
+    } else {
+      constexpr std::size_t t = var_arg == 0 ? 1 : 0;  // the tensor argument
+      const Node& nt = c.arg_node(t);
+      const T* x = static_cast<const T*>(nt.data);
+      const T s = static_cast<T>(c.arg_scalar(var_arg));
+      const std::int64_t n = numel(nt.shape);
+      // The Var is a rank-0 operand: the broadcast is flat over the tensor, and the Var's part is
+      // summed over all of it (in double) into its scalar adjoint.
+      const ops::Broadcast p = var_arg == 0 ? ops::Broadcast(Shape{}, nt.shape) : ops::Broadcast(nt.shape, Shape{});
+      const auto partial_t = [&](std::int64_t o) {
+        return var_arg == 0 ? R::db(s, x[o], y[o]) : R::da(x[o], s, y[o]);
+      };
+      const auto partial_v = [&](std::int64_t o) {
+        return var_arg == 0 ? R::da(s, x[o], y[o]) : R::db(x[o], s, y[o]);
+      };
+      if (T* dx = c.arg_grad<T>(t))
+        for (std::int64_t i = 0; i < n; ++i) dx[i] += g[i] * partial_t(i);
+      double sum = 0.0;
+      ops::sum_to_operand(&sum, var_arg, p, [&](std::int64_t o, std::int64_t, std::int64_t) { return g[o] * partial_v(o); });
+      c.arg_scalar_grad(var_arg) += sum;
+    }
+  });
+}
+
+/// Records y = R::f(a, b) over the broadcast p of a and b (entries ea, eb; element pointers of
+/// the tensor's dtype).  var_arg is the argument that is a Var, or -1.
+template <class R, int var_arg>
+Tensor record_binary(Tape& tape, DType dtype, const ops::Broadcast& p, const void* a, std::uint32_t ea,
+                     const void* b, std::uint32_t eb) {
+  void* out = dispatch(dtype, [&]<class T>() -> void* {
+    const T* av = static_cast<const T*>(a);
+    const T* bv = static_cast<const T*>(b);
+    T* y = tape.allocate_elements<T>(p.size());
+    p.for_each([&](std::int64_t o, std::int64_t ia, std::int64_t ib) { y[o] = R::f(av[ia], bv[ib]); });
+    return y;
+  });
+  return ops::record_tensor(tape, R::name, dtype, p.out(), out, {ea, eb}, binary_backward<R, var_arg>);
+}
+
+/// Tensor ⊗ tensor with broadcasting.
+template <class R>
+Tensor binary(const Tensor& a, const Tensor& b) {
+  Tape& tape = ops::tape_of(a, b, R::name);
+  const Node& na = *tape.node(a.index());
+  const Node& nb = *tape.node(b.index());
+  if (na.dtype != nb.dtype) ops::check_same_dtype(a, b, R::name);  // throws, naming both
+  if (na.shape == nb.shape)
+    return record_binary<R, -1>(tape, na.dtype, ops::Broadcast(na.shape, na.shape), na.data, a.index(), nb.data,
+                                b.index());
+  const ops::Broadcast p = ops::broadcast(a, b, R::name);
+  return record_binary<R, -1>(tape, na.dtype, p, na.data, a.index(), nb.data, b.index());
+}
+
+/// Tensor ⊗ Var (var_right) or Var ⊗ tensor: the Var is a rank-0 operand, converted to the
+/// tensor's element type.
+template <class R, bool var_right>
+Tensor binary(const Tensor& t, const Var& v) {
+  Tape& tape = ops::tape_of(t, v, R::name);
+  const Node& nt = *tape.node(t.index());
+  const double value = tape.scalar_value(v.index());
+  return dispatch(nt.dtype, [&]<class T>() {
+    const T s = static_cast<T>(value);
+    if constexpr (var_right)
+      return record_binary<R, 1>(tape, nt.dtype, ops::Broadcast(nt.shape, Shape{}), nt.data, t.index(), &s,
+                                 v.index());
+    else
+      return record_binary<R, 0>(tape, nt.dtype, ops::Broadcast(Shape{}, nt.shape), &s, v.index(), nt.data,
+                                 t.index());
+  });
+}
+
+/// A binary rule with a constant operand c (on the right when c_right) as a unary rule in x.
+template <class R, bool c_right>
+struct WithConstant {
+  template <class T>
+  static T f(T x, T c) {
+    return c_right ? R::f(x, c) : R::f(c, x);
+  }
+  template <class T>
+  static T df(T x, T y, T c) {
+    return c_right ? R::da(x, c, y) : R::db(c, x, y);
+  }
+};
+
+template <class R, bool c_right>
+Tensor with_constant(const Tensor& x, double c) {
+  return unary<WithConstant<R, c_right>>(x, c, R::name);
+}
+
+// ---- binary rules: value f(a, b) and partials da, db (y = f(a, b)) -------------------------------------
+
+/// a + b.  d/da = 1, d/db = 1.
+struct Add {
+  static constexpr const char* name = "add";
+  template <class T> static T f(T a, T b) { return a + b; }
+  template <class T> static T da(T, T, T) { return T(1); }
+  template <class T> static T db(T, T, T) { return T(1); }
+};
+
+/// a - b.  d/da = 1, d/db = -1.
+struct Sub {
+  static constexpr const char* name = "sub";
+  template <class T> static T f(T a, T b) { return a - b; }
+  template <class T> static T da(T, T, T) { return T(1); }
+  template <class T> static T db(T, T, T) { return T(-1); }
+};
+
+/// a · b.  d/da = b, d/db = a.
+struct Mul {
+  static constexpr const char* name = "mul";
+  template <class T> static T f(T a, T b) { return a * b; }
+  template <class T> static T da(T, T b, T) { return b; }
+  template <class T> static T db(T a, T, T) { return a; }
+};
+
+/// a / b.  d/da = 1/b, d/db = -a/b² = -y/b.  b = 0 gives ±inf or NaN, as IEEE division does.
+struct Div {
+  static constexpr const char* name = "div";
+  template <class T> static T f(T a, T b) { return a / b; }
+  template <class T> static T da(T, T b, T) { return T(1) / b; }
+  template <class T> static T db(T, T b, T y) { return -y / b; }
+};
+
+// ---- unary rules: value f(x, p) and derivative df(x, y, p) (y = f(x, p)) -------------------------------
+
+/// -x.  d/dx = -1.
+struct Neg {
+  static constexpr const char* name = "neg";
+  template <class T> static T f(T x, T) { return -x; }
+  template <class T> static T df(T, T, T) { return T(-1); }
+};
+
+/// e^x.  d/dx = e^x = y.  Overflows to inf above x ≈ 88.7 (f32) or 709.8 (f64).
+struct Exp {
+  static constexpr const char* name = "exp";
+  template <class T> static T f(T x, T) { return std::exp(x); }
+  template <class T> static T df(T, T y, T) { return y; }
+};
+
+/// ln x.  d/dx = 1/x.  x = 0 gives -inf with derivative inf; x < 0 gives NaN.
+struct Log {
+  static constexpr const char* name = "log";
+  template <class T> static T f(T x, T) { return std::log(x); }
+  template <class T> static T df(T x, T, T) { return T(1) / x; }
+};
+
+/// √x.  d/dx = 1/(2√x) = 0.5/y.  x = 0 gives derivative inf; x < 0 gives NaN.
+struct Sqrt {
+  static constexpr const char* name = "sqrt";
+  template <class T> static T f(T x, T) { return std::sqrt(x); }
+  template <class T> static T df(T, T y, T) { return T(0.5) / y; }
+};
+
+/// tanh x.  d/dx = 1 - tanh² x = 1 - y².
+struct Tanh {
+  static constexpr const char* name = "tanh";
+  template <class T> static T f(T x, T) { return std::tanh(x); }
+  template <class T> static T df(T, T y, T) { return T(1) - y * y; }
+};
+
+/// σ(x) = 1/(1 + e^-x), computed without overflow for either sign.  d/dx = σ(x)(1 - σ(x)) = y(1 - y).
+struct Sigmoid {
+  static constexpr const char* name = "sigmoid";
+  template <class T> static T f(T x, T) {
+    if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
+    const T e = std::exp(x);
+    return e / (T(1) + e);
+  }
+  template <class T> static T df(T, T y, T) { return y * (T(1) - y); }
+};
+
+/// max(x, 0).  d/dx = 1 for x > 0 and 0 for x ≤ 0 (relu′(0) = 0, as for Var).
+struct Relu {
+  static constexpr const char* name = "relu";
+  template <class T> static T f(T x, T) { return x > T(0) ? x : T(0); }
+  template <class T> static T df(T x, T, T) { return x > T(0) ? T(1) : T(0); }
+};
+
+/// x for x > 0, slope·x otherwise.  d/dx = 1 for x > 0 and slope for x ≤ 0 (the slope at 0).
+struct LeakyRelu {
+  static constexpr const char* name = "leaky_relu";
+  template <class T> static T f(T x, T slope) { return x > T(0) ? x : slope * x; }
+  template <class T> static T df(T x, T, T slope) { return x > T(0) ? T(1) : slope; }
+};
+
+/// ln(1 + e^x), computed as max(x, 0) + ln(1 + e^-|x|) so it never overflows.  d/dx = σ(x).
+struct Softplus {
+  static constexpr const char* name = "softplus";
+  template <class T> static T f(T x, T) { return std::max(x, T(0)) + std::log1p(std::exp(-std::fabs(x))); }
+  template <class T> static T df(T x, T, T) { return Sigmoid::f(x, T(0)); }
+};
+
+/// |x|.  d/dx = sign(x), and 0 at x = 0 (the subgradient of least norm, as for Var).
+struct Abs {
+  static constexpr const char* name = "abs";
+  template <class T> static T f(T x, T) { return std::fabs(x); }
+  template <class T> static T df(T x, T, T) { return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0)); }
+};
+
+/// x².  d/dx = 2x.
+struct Square {
+  static constexpr const char* name = "square";
+  template <class T> static T f(T x, T) { return x * x; }
+  template <class T> static T df(T x, T, T) { return T(2) * x; }
+};
+
+/// x^p.  d/dx = p·x^(p-1).  At x = 0 with p < 1 the derivative is inf (or NaN); x < 0 with a
+/// non-integer p gives NaN.
+struct Pow {
+  static constexpr const char* name = "pow";
+  template <class T> static T f(T x, T p) { return std::pow(x, p); }
+  template <class T> static T df(T x, T, T p) { return p * std::pow(x, p - T(1)); }
+};
+
+}  // namespace
+
+// ---- the ops -------------------------------------------------------------------------------------------
+
+Tensor operator+(const Tensor& a, const Tensor& b) { return binary<Add>(a, b); }
+Tensor operator-(const Tensor& a, const Tensor& b) { return binary<Sub>(a, b); }
+Tensor operator*(const Tensor& a, const Tensor& b) { return binary<Mul>(a, b); }
+Tensor operator/(const Tensor& a, const Tensor& b) { return binary<Div>(a, b); }
+
+Tensor operator+(const Tensor& a, const Var& b) { return binary<Add, true>(a, b); }
+Tensor operator+(const Var& a, const Tensor& b) { return binary<Add, false>(b, a); }
+Tensor operator-(const Tensor& a, const Var& b) { return binary<Sub, true>(a, b); }
+Tensor operator-(const Var& a, const Tensor& b) { return binary<Sub, false>(b, a); }
+Tensor operator*(const Tensor& a, const Var& b) { return binary<Mul, true>(a, b); }
+Tensor operator*(const Var& a, const Tensor& b) { return binary<Mul, false>(b, a); }
+Tensor operator/(const Tensor& a, const Var& b) { return binary<Div, true>(a, b); }
+Tensor operator/(const Var& a, const Tensor& b) { return binary<Div, false>(b, a); }
+
+Tensor operator+(const Tensor& a, double c) { return with_constant<Add, true>(a, c); }
+Tensor operator+(double c, const Tensor& a) { return with_constant<Add, false>(a, c); }
+Tensor operator-(const Tensor& a, double c) { return with_constant<Sub, true>(a, c); }
+Tensor operator-(double c, const Tensor& a) { return with_constant<Sub, false>(a, c); }
+Tensor operator*(const Tensor& a, double c) { return with_constant<Mul, true>(a, c); }
+Tensor operator*(double c, const Tensor& a) { return with_constant<Mul, false>(a, c); }
+Tensor operator/(const Tensor& a, double c) { return with_constant<Div, true>(a, c); }
+Tensor operator/(double c, const Tensor& a) { return with_constant<Div, false>(a, c); }
+Tensor operator-(const Tensor& a) { return unary<Neg>(a); }
+
+Tensor exp(const Tensor& x) { return unary<Exp>(x); }
+Tensor log(const Tensor& x) { return unary<Log>(x); }
+Tensor sqrt(const Tensor& x) { return unary<Sqrt>(x); }
+Tensor tanh(const Tensor& x) { return unary<Tanh>(x); }
+Tensor sigmoid(const Tensor& x) { return unary<Sigmoid>(x); }
+Tensor relu(const Tensor& x) { return unary<Relu>(x); }
+Tensor leaky_relu(const Tensor& x, double slope) { return unary<LeakyRelu>(x, slope); }
+Tensor softplus(const Tensor& x) { return unary<Softplus>(x); }
+Tensor abs(const Tensor& x) { return unary<Abs>(x); }
+Tensor square(const Tensor& x) { return unary<Square>(x); }
+Tensor pow(const Tensor& x, double p) { return unary<Pow>(x, p); }
+
+}  // namespace ad

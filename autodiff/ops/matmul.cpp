@@ -1,0 +1,133 @@
+// Matrix products through BLAS: C = op(A)·op(B), 2-D or batched over a leading dimension.
+//
+// op(X) is X or Xᵀ as the transpose flags say.  The flags go to BLAS as they are, in the forward
+// product and in both backward products, so no operand is ever copied or transposed in memory.
+#include <cstdint>
+
+#include "autodiff/blas.hpp"
+#include "autodiff/ops/ops.hpp"
+#include "autodiff/ops/record.hpp"
+
+namespace ad {
+
+namespace {
+
+/// The sizes of one matmul: `batch` products C_b = op(A_b)·op(B_b) with op(A_b) m×k, op(B_b) k×n.
+/// A shared (2-D) operand has stride 0, so the same matrix serves every product.
+struct Geometry {
+  bool ta = false, tb = false;
+  std::int64_t batch = 1, m = 0, n = 0, k = 0;
+  std::int64_t k_b = 0;            // inner dimension as read from b (equal to k for valid operands)
+  std::int64_t lda = 0, ldb = 0;   // row lengths of A and B as stored
+  std::int64_t stride_a = 0, stride_b = 0, stride_c = 0;
+};
+
+Geometry geometry(const Shape& a, const Shape& b, bool ta, bool tb) {
+  Geometry g;
+  g.ta = ta;
+  g.tb = tb;
+  const std::size_t ra = a.size(), rb = b.size();
+  const std::int64_t a_rows = a[ra - 2], a_cols = a[ra - 1], b_rows = b[rb - 2], b_cols = b[rb - 1];
+  g.m = ta ? a_cols : a_rows;
+  g.k = ta ? a_rows : a_cols;
+  g.k_b = tb ? b_cols : b_rows;
+  g.n = tb ? b_rows : b_cols;
+  g.lda = a_cols;
+  g.ldb = b_cols;
+  g.batch = ra == 3 ? a[0] : rb == 3 ? b[0] : 1;
+  g.stride_a = ra == 3 ? a_rows * a_cols : 0;
+  g.stride_b = rb == 3 ? b_rows * b_cols : 0;
+  g.stride_c = g.m * g.n;
+  // A batched, untransposed A against a shared B is one product: the batch's rows stacked.
+  if (ra == 3 && rb == 2 && !ta) {
+    g.m *= g.batch;
+    g.batch = 1;
+    g.stride_a = g.stride_c = 0;
+  }
+  return g;
+}
+
+/// dA += G·op(B)ᵀ and dB += op(A)ᵀ·G for each product, each written in its operand's stored
+/// orientation, with beta = 1 (rules add).  A shared operand's adjoint collects every product's
+/// contribution.  A transposed operand's adjoint is the transpose of the above, which BLAS again
+/// produces through flags:  ta: dA += op(B)·Gᵀ;  tb: dB += Gᵀ·op(A).
+void matmul_backward(BackwardContext& c) {
+  const Geometry g = geometry(c.arg_shape(0), c.arg_shape(1), c.params().i0 != 0, c.params().i1 != 0);
+  dispatch(c.node().dtype, [&]<class T>() {
+    const T* dc = c.grad<T>();
+    const T* a = c.arg_value<T>(0);
+    const T* b = c.arg_value<T>(1);
+    if (T* da = c.arg_grad<T>(0)) {
+      for (std::int64_t i = 0; i < g.batch; ++i) {
+        const T *gi = dc + i * g.stride_c, *bi = b + i * g.stride_b;
+        T* dai = da + i * g.stride_a;
+        if (!g.ta)
+          blas::gemm<T>(false, !g.tb, g.m, g.k, g.n, T(1), gi, g.n, bi, g.ldb, T(1), dai, g.lda);
+        else
+          blas::gemm<T>(g.tb, true, g.k, g.m, g.n, T(1), bi, g.ldb, gi, g.n, T(1), dai, g.lda);
+      }
+    }
+    if (T* db = c.arg_grad<T>(1)) {
+      for (std::int64_t i = 0; i < g.batch; ++i) {
+        const T *gi = dc + i * g.stride_c, *ai = a + i * g.stride_a;
+        T* dbi = db + i * g.stride_b;
+        if (!g.tb)
+          blas::gemm<T>(!g.ta, false, g.k, g.n, g.m, T(1), ai, g.lda, gi, g.n, T(1), dbi, g.ldb);
+        else
+          blas::gemm<T>(true, g.ta, g.n, g.k, g.m, T(1), gi, g.n, ai, g.lda, T(1), dbi, g.ldb);
+      }
+    }
+  });
+}
+
+std::string transposed(const Tensor& t, const char* fallback, bool flag) {
+  return ops::operand(t, fallback) + (flag ? "^T" : "");
+}
+
+}  // namespace
+
+/// C = op(a)·op(b), where op transposes the last two dimensions when its flag is set.
+///   2-D:      a [m,k], b [k,n]            -> C [m,n]
+///   batched:  a [B,m,k], b [B,k,n]        -> C [B,m,n]   (product by product)
+///             a [B,m,k], b [k,n] (shared) -> C [B,m,n]   (and a [m,k] with b [B,k,n])
+/// Derivative, for C = A·B with upstream adjoint G:  dA = G·Bᵀ,  dB = Aᵀ·G (summed over the batch
+/// for a shared operand); the transposed cases follow by transposing these.  Empty dimensions are
+/// allowed: with k = 0 the product is a matrix of zeros and nothing flows back.
+/// Throws ShapeError for ranks other than 2 and 3, batch sizes or inner dimensions that differ;
+/// DTypeError for f32 with f64.
+Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose_b) {
+  constexpr const char* op = "matmul";
+  Tape& tape = ops::tape_of(a, b, op);
+  ops::check_same_dtype(a, b, op);
+  const Shape sa = a.shape(), sb = b.shape();
+  if (sa.size() < 2 || sa.size() > 3 || sb.size() < 2 || sb.size() > 3)
+    throw ShapeError(fmt::format("{}: operands must be 2-D, or 3-D (batched over the first dimension): {}, {}", op,
+                                 ops::describe_operand(a, "lhs"), ops::describe_operand(b, "rhs")));
+  if (sa.size() == 3 && sb.size() == 3 && sa[0] != sb[0])
+    throw ShapeError(fmt::format("{}: batch sizes differ: {}, {}", op, ops::describe_operand(a, "lhs"),
+                                 ops::describe_operand(b, "rhs")));
+  const Geometry g = geometry(sa, sb, transpose_a, transpose_b);
+  if (g.k != g.k_b)
+    throw ShapeError(fmt::format("{}: inner dimensions differ: {}, {} ({} columns in {}, {} rows in {})", op,
+                                 ops::describe_operand(a, "lhs"), ops::describe_operand(b, "rhs"), g.k,
+                                 transposed(a, "lhs", transpose_a), g.k_b, transposed(b, "rhs", transpose_b)));
+
+  Shape out;
+  if (sa.size() == 3 || sb.size() == 3) out.push_back(sa.size() == 3 ? sa[0] : sb[0]);
+  out.push_back(transpose_a ? sa[sa.size() - 1] : sa[sa.size() - 2]);  // rows of op(a)
+  out.push_back(g.n);
+  return dispatch(a.dtype(), [&]<class T>() {
+    const T* av = static_cast<const T*>(a.node().data);
+    const T* bv = static_cast<const T*>(b.node().data);
+    T* cv = tape.allocate_elements<T>(numel(out));
+    for (std::int64_t i = 0; i < g.batch; ++i)
+      blas::gemm<T>(g.ta, g.tb, g.m, g.n, g.k, T(1), av + i * g.stride_a, g.lda, bv + i * g.stride_b, g.ldb, T(0),
+                    cv + i * g.stride_c, g.n);
+    NodeParams p;
+    p.i0 = transpose_a;
+    p.i1 = transpose_b;
+    return ops::record_tensor(tape, op, a.dtype(), out, cv, {a.index(), b.index()}, matmul_backward, p);
+  });
+}
+
+}  // namespace ad

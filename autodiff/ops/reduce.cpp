@@ -1,0 +1,154 @@
+// Reductions: sum and mean (of all elements, or over one axis), max over one axis.
+//
+// Sums are accumulated in double for both element types, so a float32 sum of many terms keeps
+// its accuracy; the result is stored in the tensor's type.
+#include <cmath>
+
+#include "autodiff/ops/axis.hpp"
+#include "autodiff/ops/ops.hpp"
+#include "autodiff/ops/record.hpp"
+
+namespace ad {
+
+namespace {
+
+/// The shape after reducing `axis`: without it, or with size 1 when keepdims.
+Shape reduced_shape(const Shape& s, std::size_t axis, bool keepdims) {
+  Shape r;
+  for (std::size_t k = 0; k < s.size(); ++k) {
+    if (k != axis) r.push_back(s[k]);
+    else if (keepdims) r.push_back(1);
+  }
+  return r;
+}
+
+/// d(c · Σ x)/dx_i = c: every element gets c times the output adjoint (c = 1 for sum, 1/n for mean).
+void sum_all_backward(BackwardContext& c) {
+  dispatch(c.node().dtype, [&]<class T>() {
+    T* dx = c.arg_grad<T>(0);
+    if (!dx) return;
+    const T gc = static_cast<T>(c.params().c * static_cast<double>(c.grad<T>()[0]));
+    const std::int64_t n = numel(c.arg_shape(0));
+    for (std::int64_t i = 0; i < n; ++i) dx[i] += gc;
+  });
+}
+
+/// Records c · Σ x over all elements as a rank-0 tensor.
+Tensor sum_all(const Tensor& x, const char* op, bool mean) {
+  Tape& tape = ops::tape_of(x, op);
+  const Node& nx = *tape.node(x.index());
+  const std::int64_t n = numel(nx.shape);
+  const double scale = 1.0 / static_cast<double>(n);  // inf for n = 0, where the mean is NaN
+  const DType dtype = nx.dtype;
+  void* out = dispatch(dtype, [&]<class T>() -> void* {
+    const T* xv = static_cast<const T*>(nx.data);
+    double acc = 0.0;
+    for (std::int64_t i = 0; i < n; ++i) acc += static_cast<double>(xv[i]);
+    T* y = tape.allocate_elements<T>(1);
+    y[0] = static_cast<T>(mean ? acc / static_cast<double>(n) : acc);
+    return y;
+  });
+  return ops::record_tensor(tape, op, dtype, Shape{}, out, {x.index()}, sum_all_backward,
+                            {.c = mean ? scale : 1.0});
+}
+
+/// dx[o, k, i] += c · g[o, i] for every k along the axis (params.i0).
+void sum_axis_backward(BackwardContext& c) {
+  dispatch(c.node().dtype, [&]<class T>() {
+    T* dx = c.arg_grad<T>(0);
+    if (!dx) return;
+    const T* g = c.grad<T>();
+    const T scale = static_cast<T>(c.params().c);
+    const ops::AxisSplit s = ops::split_at_axis(c.arg_shape(0), static_cast<std::size_t>(c.params().i0));
+    for (std::int64_t o = 0; o < s.outer; ++o)
+      for (std::int64_t k = 0; k < s.n; ++k) {
+        T* row = dx + (o * s.n + k) * s.inner;
+        const T* gr = g + o * s.inner;
+        for (std::int64_t i = 0; i < s.inner; ++i) row[i] += scale * gr[i];
+      }
+  });
+}
+
+/// Records Σ_k x[o, k, i] (or the mean) over one axis.
+Tensor sum_axis(const Tensor& x, int axis, bool keepdims, const char* op, bool mean) {
+  Tape& tape = ops::tape_of(x, op);
+  const Node& nx = *tape.node(x.index());
+  const ops::AxisSplit s = ops::split_at_axis(x, nx.shape, axis, op);
+  const Shape shape = reduced_shape(nx.shape, s.axis, keepdims);
+  const DType dtype = nx.dtype;
+  void* out = dispatch(dtype, [&]<class T>() -> void* {
+    const T* xv = static_cast<const T*>(nx.data);
+    T* y = tape.allocate_elements<T>(s.outer * s.inner);
+    for (std::int64_t o = 0; o < s.outer; ++o)
+      for (std::int64_t i = 0; i < s.inner; ++i) {
+        double acc = 0.0;
+        for (std::int64_t k = 0; k < s.n; ++k) acc += static_cast<double>(xv[(o * s.n + k) * s.inner + i]);
+        y[o * s.inner + i] = static_cast<T>(mean ? acc / static_cast<double>(s.n) : acc);
+      }
+    return y;
+  });
+  const double scale = mean ? 1.0 / static_cast<double>(s.n) : 1.0;
+  return ops::record_tensor(tape, op, dtype, shape, out, {x.index()}, sum_axis_backward,
+                            {.c = scale, .i0 = static_cast<std::int64_t>(s.axis)});
+}
+
+/// The maximum's adjoint goes to the element that was chosen: dx[argmax] += g.  The flat indices
+/// of the chosen elements are saved on the tape (params.saved), one per output element.
+void max_backward(BackwardContext& c) {
+  dispatch(c.node().dtype, [&]<class T>() {
+    T* dx = c.arg_grad<T>(0);
+    if (!dx) return;
+    const T* g = c.grad<T>();
+    const auto* where = static_cast<const std::int64_t*>(c.params().saved);
+    const std::int64_t n = numel(c.node().shape);
+    for (std::int64_t j = 0; j < n; ++j) dx[where[j]] += g[j];
+  });
+}
+
+}  // namespace
+
+/// Σ x over all elements, a rank-0 tensor.  d/dx_i = 1.  An empty tensor sums to 0.
+Tensor sum(const Tensor& x) { return sum_all(x, "sum", false); }
+
+/// Σ over one axis.  d/dx[o, k, i] = 1 for output element (o, i).  Bad axis: IndexError.
+Tensor sum(const Tensor& x, int axis, bool keepdims) { return sum_axis(x, axis, keepdims, "sum", false); }
+
+/// The mean of all elements.  d/dx_i = 1/n.  An empty tensor's mean is NaN (0/0).
+Tensor mean(const Tensor& x) { return sum_all(x, "mean", true); }
+
+/// The mean over one axis.  d/dx[o, k, i] = 1/n.  An axis of size 0 gives NaN.
+Tensor mean(const Tensor& x, int axis, bool keepdims) { return sum_axis(x, axis, keepdims, "mean", true); }
+
+/// The maximum over one axis.  d/dx = 1 at the first maximal element of each slice and 0 elsewhere
+/// (ties go to the lowest index).  A NaN in a slice is its maximum (NaN propagates), and the
+/// gradient goes to the first NaN.  An axis of size 0 has no maximum: ShapeError.
+Tensor max(const Tensor& x, int axis, bool keepdims) {
+  Tape& tape = ops::tape_of(x, "max");
+  const Node& nx = *tape.node(x.index());
+  const ops::AxisSplit s = ops::split_at_axis(x, nx.shape, axis, "max");
+  if (s.n == 0)
+    throw ShapeError(fmt::format("max: axis {} of {} is empty: an empty slice has no maximum", axis,
+                                 ops::describe_operand(x, "x")));
+  const Shape shape = reduced_shape(nx.shape, s.axis, keepdims);
+  const DType dtype = nx.dtype;
+  auto* where = static_cast<std::int64_t*>(tape.allocate(sizeof(std::int64_t) * static_cast<std::size_t>(s.outer * s.inner)));
+  void* out = dispatch(dtype, [&]<class T>() -> void* {
+    const T* xv = static_cast<const T*>(nx.data);
+    T* y = tape.allocate_elements<T>(s.outer * s.inner);
+    for (std::int64_t o = 0; o < s.outer; ++o)
+      for (std::int64_t i = 0; i < s.inner; ++i) {
+        std::int64_t best = o * s.n * s.inner + i;
+        for (std::int64_t k = 1; k < s.n; ++k) {
+          const std::int64_t at = (o * s.n + k) * s.inner + i;
+          if (xv[at] > xv[best] || (std::isnan(xv[at]) && !std::isnan(xv[best]))) best = at;
+        }
+        where[o * s.inner + i] = best;
+        y[o * s.inner + i] = xv[best];
+      }
+    return y;
+  });
+  return ops::record_tensor(tape, "max", dtype, shape, out, {x.index()}, max_backward,
+                            {.i0 = static_cast<std::int64_t>(s.axis), .saved = where});
+}
+
+}  // namespace ad

@@ -1,0 +1,112 @@
+// softmax and log_softmax over one axis, with the slice's maximum subtracted first so that no
+// exponential overflows: every exponent is ≤ 0, and the largest term of each sum is exactly 1.
+// Sums are accumulated in double for both element types.
+#include <cmath>
+#include <limits>
+
+#include "autodiff/ops/axis.hpp"
+#include "autodiff/ops/ops.hpp"
+#include "autodiff/ops/record.hpp"
+
+namespace ad {
+
+namespace {
+
+/// For each slice (o, ·, i) of x along the axis, calls f(m, log Σ_k exp(x_k - m), o, i), where m is
+/// the slice's maximum.  A slice of only -inf (or an empty one) takes m = 0, so x - m stays -inf
+/// rather than NaN; a +inf element makes its slice NaN.
+template <Element T, class F>
+void for_each_slice(const T* x, const ops::AxisSplit& s, F&& f) {
+  for (std::int64_t o = 0; o < s.outer; ++o)
+    for (std::int64_t i = 0; i < s.inner; ++i) {
+      const T* xs = x + o * s.n * s.inner + i;
+      double m = -std::numeric_limits<double>::infinity();
+      for (std::int64_t k = 0; k < s.n; ++k) m = std::max(m, static_cast<double>(xs[k * s.inner]));
+      if (m == -std::numeric_limits<double>::infinity()) m = 0.0;
+      double z = 0.0;
+      for (std::int64_t k = 0; k < s.n; ++k) z += std::exp(static_cast<double>(xs[k * s.inner]) - m);
+      f(m, std::log(z), o, i);
+    }
+}
+
+/// Records softmax (log = false) or log_softmax (log = true) of x along `axis`.
+Tensor record_softmax(const Tensor& x, int axis, bool log, const char* op, BackwardFn backward) {
+  Tape& tape = ops::tape_of(x, op);
+  const Node& nx = *tape.node(x.index());
+  const ops::AxisSplit s = ops::split_at_axis(x, nx.shape, axis, op);
+  const Shape shape = nx.shape;
+  const DType dtype = nx.dtype;
+  void* out = dispatch(dtype, [&]<class T>() -> void* {
+    const T* xv = static_cast<const T*>(nx.data);
+    T* y = tape.allocate_elements<T>(numel(shape));
+    for_each_slice(xv, s, [&](double m, double log_z, std::int64_t o, std::int64_t i) {
+      const std::int64_t first = o * s.n * s.inner + i;
+      for (std::int64_t k = 0; k < s.n; ++k) {
+        const std::int64_t at = first + k * s.inner;
+        const double v = static_cast<double>(xv[at]) - m - log_z;
+        y[at] = static_cast<T>(log ? v : std::exp(v));
+      }
+    });
+    return y;
+  });
+  return ops::record_tensor(tape, op, dtype, shape, out, {x.index()}, backward,
+                            {.i0 = static_cast<std::int64_t>(s.axis)});
+}
+
+/// Applies f(y, g, dx, s) to each slice's value, adjoint and argument adjoint (pointers to the
+/// slice's first element; consecutive elements are s.inner apart).
+template <Element T, class F>
+void backward_slices(BackwardContext& c, F&& f) {
+  T* dx = c.arg_grad<T>(0);
+  if (!dx) return;
+  const T* y = c.value<T>();
+  const T* g = c.grad<T>();
+  const ops::AxisSplit s = ops::split_at_axis(c.node().shape, static_cast<std::size_t>(c.params().i0));
+  for (std::int64_t o = 0; o < s.outer; ++o)
+    for (std::int64_t i = 0; i < s.inner; ++i) {
+      const std::int64_t first = o * s.n * s.inner + i;
+      f(y + first, g + first, dx + first, s);
+    }
+}
+
+/// softmax: ∂y_j/∂x_k = y_j (δ_jk - y_k), so g_x = y ⊙ (g - Σ_j g_j y_j) along each slice.
+void softmax_backward(BackwardContext& c) {
+  dispatch(c.node().dtype, [&]<class T>() {
+    backward_slices<T>(c, [](const T* y, const T* g, T* dx, const ops::AxisSplit& s) {
+      double gy = 0.0;
+      for (std::int64_t k = 0; k < s.n; ++k) gy += static_cast<double>(g[k * s.inner]) * static_cast<double>(y[k * s.inner]);
+      for (std::int64_t k = 0; k < s.n; ++k) {
+        const std::int64_t at = k * s.inner;
+        dx[at] += static_cast<T>(static_cast<double>(y[at]) * (static_cast<double>(g[at]) - gy));
+      }
+    });
+  });
+}
+
+/// log_softmax: ∂y_j/∂x_k = δ_jk - softmax_k, so g_x = g - softmax ⊙ Σ_j g_j, with softmax = e^y.
+void log_softmax_backward(BackwardContext& c) {
+  dispatch(c.node().dtype, [&]<class T>() {
+    backward_slices<T>(c, [](const T* y, const T* g, T* dx, const ops::AxisSplit& s) {
+      double gsum = 0.0;
+      for (std::int64_t k = 0; k < s.n; ++k) gsum += static_cast<double>(g[k * s.inner]);
+      for (std::int64_t k = 0; k < s.n; ++k) {
+        const std::int64_t at = k * s.inner;
+        dx[at] += static_cast<T>(static_cast<double>(g[at]) - std::exp(static_cast<double>(y[at])) * gsum);
+      }
+    });
+  });
+}
+
+}  // namespace
+
+/// y = exp(x - m) / Σ exp(x - m) along `axis` (m the slice maximum).  Finite for any finite x;
+/// values in [0, 1] summing to 1.  Bad axis: IndexError.
+Tensor softmax(const Tensor& x, int axis) { return record_softmax(x, axis, false, "softmax", softmax_backward); }
+
+/// y = x - m - log Σ exp(x - m) along `axis`: finite for any finite x (a very negative logit
+/// gives a very negative y, never -inf from underflow).  Bad axis: IndexError.
+Tensor log_softmax(const Tensor& x, int axis) {
+  return record_softmax(x, axis, true, "log_softmax", log_softmax_backward);
+}
+
+}  // namespace ad
