@@ -55,6 +55,39 @@ std::optional<double> scalar_constant(const Tape& t, std::uint32_t entry) {
   return c;
 }
 
+namespace {
+
+/// Whether a one-argument element-wise op with constant c computed y = f(x, c) (else f(c, x)),
+/// judged from its first element; sub and div are the ops where the order matters.
+bool constant_right(const Tape& t, const Node& n) {
+  const View x = t.value_view(n.args[0]);
+  if (x.size() == 0) return true;
+  const std::string_view op = n.op;
+  return dispatch(n.dtype, [&]<class T>() {
+    const T xv = static_cast<const T*>(x.data())[0], y = static_cast<const T*>(n.data)[0];
+    const T c = static_cast<T>(n.params.c);
+    const T right = op == "sub" ? xv - c : xv / c;
+    return y == right || (std::isnan(y) && std::isnan(right));
+  });
+}
+
+/// Arguments of a tensor op with what its parameters mean for the ops of autodiff/ops: the
+/// constant of x + c, c / x, x^p, leaky_relu's slope, the axis of a reduction or softmax.
+std::string tensor_args(const Tape& t, const Node& n, std::string r) {
+  const std::string_view op = n.op;
+  if (n.args.size() == 1) {
+    const std::string c = fmt::format("{:.15g}", n.params.c);
+    if (op == "add" || op == "mul" || op == "pow" || op == "leaky_relu") return r + ", " + c;
+    if (op == "sub" || op == "div") return constant_right(t, n) ? r + ", " + c : c + ", " + r;
+    const bool axis_op = op == "softmax" || op == "log_softmax" || op == "max" ||
+                         ((op == "sum" || op == "mean") && !n.shape.empty());
+    if (axis_op) return r + fmt::format(", axis={}", n.params.i0);
+  }
+  return r;
+}
+
+}  // namespace
+
 std::string operand_text(const Tape& t, std::uint32_t a) {
   const Node* n = t.node(a);
   if (t.name_of(a).empty() && n && n->scalar_out && std::string_view(n->op) == "element" && n->args.size() == 1)
@@ -78,6 +111,7 @@ std::string args_text(const Tape& t, std::uint32_t entry) {
   if (has_constant && !constant_first) add(c_text);
   if (n && n->scalar_out && std::string_view(n->op) == "element" && args.size() == 1)
     add(index_text(t.shape_of_entry(args[0]), n->params.i0));
+  if (n && !n->scalar_out) r = tensor_args(t, *n, r);
   return "(" + r + ")";
 }
 
@@ -177,9 +211,9 @@ std::vector<std::string> lines(const Tape& t, std::span<const std::uint32_t> ent
     p.type = describe(t.dtype_of_entry(e), t.shape_of_entry(e));
     if (opt.values) p.value = "= " + summarise(t.value_view(e), opt.elements);
     if (g && opt.adjoints) {
-      if (!t.requires_grad(e)) p.adj = "adj (none: no gradient)";
-      else if (auto a = adjoint_of(t, *g, e)) p.adj = "adj " + summarise(*a, opt.elements);
-      else p.adj = "adj 0";
+      if (!t.requires_grad(e)) p.adj = "adj = none (no gradient)";
+      else if (auto a = adjoint_of(t, *g, e)) p.adj = "adj = " + summarise(*a, opt.elements);
+      else p.adj = "adj = 0";
     }
     parts.push_back(std::move(p));
   }

@@ -203,8 +203,8 @@ class StepLog {
  private:
   std::string explain_terms(const AdjointTerms& t, int depth) const;
   std::string products_text(const Term& term, const std::string& pad) const;
-  /// " (= adj layer2.z[1])" when the adjoint of unnamed entry e was passed on unchanged from a
-  /// named entry (through adds), else empty.
+  /// "layer2.z[0,1]" when the adjoint of unnamed entry e (at an element) was passed on unchanged
+  /// from a named entry (through adds), else empty.
   std::string alias(std::uint32_t e, std::int64_t element) const;
   const Tape* tape_;
   Gradients g_;

@@ -110,7 +110,7 @@ std::string to_dot(const Tape& t, const ListOptions& opt) {
       "digraph tape {\n"
       "  graph [rankdir=LR, fontname=\"monospace\", fontsize=11];\n"
       "  node [shape=box, style=\"rounded,filled\", fillcolor=white, fontname=\"monospace\", fontsize=10];\n"
-      "  edge [arrowsize=0.6];\n";
+      "  edge [arrowsize=0.6, fontname=\"monospace\", fontsize=9];\n";
   auto node_line = [&](std::uint32_t e, const char* indent) {
     return fmt::format("{}n{} [label=\"{}\", fillcolor=\"{}\"];\n", indent, e, node_label(t, e, g, opt),
                        fill_of(t, e, g));

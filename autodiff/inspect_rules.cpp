@@ -59,6 +59,49 @@ void matmul_products(const Tape& t, const GradStore& s, const Node& n, std::uint
   }
 }
 
+/// Flat index of the operand element that output element `o` reads under NumPy broadcasting.
+std::int64_t broadcast_source(const Shape& out, const Shape& arg, std::int64_t o) {
+  std::int64_t flat = 0, stride = 1;
+  const std::size_t skip = out.size() - arg.size();
+  for (std::size_t d = out.size(); d-- > 0;) {
+    const std::int64_t i = o % out[d];
+    o /= out[d];
+    if (d < skip) continue;
+    const std::int64_t n = arg[d - skip];
+    if (n != 1) flat += i * stride;
+    stride *= n;
+  }
+  return flat;
+}
+
+// A broadcast operand of add, sub or mul: the element received Σ over the output elements that
+// read it of ∂out/∂operand · adj out, with ∂out/∂operand = 1 (add), ±1 (sub), the other operand (mul).
+void broadcast_products(const Tape& t, const GradStore& s, const Node& n, std::uint32_t to, std::int64_t element,
+                        Term& term) {
+  const std::string_view op = n.op;
+  const auto g = adjoint_of(t, s, n.entry);
+  if (!g || n.shape.size() > max_rank) return;
+  for (std::size_t side = 0; side < 2; ++side) {
+    if (n.args[side] != to) continue;
+    const Shape arg = t.shape_of_entry(to);
+    if (arg.size() > n.shape.size()) return;
+    const std::uint32_t other = n.args[1 - side];
+    const Shape other_shape = t.shape_of_entry(other);
+    const View ov = t.value_view(other);
+    for (std::int64_t o = 0, m = numel(n.shape); o < m; ++o) {
+      if (broadcast_source(n.shape, arg, o) != element) continue;
+      Product p{.factor_label = "1", .factor = 1.0, .adjoint_entry = n.entry, .adjoint_element = o, .adjoint = g->flat(o)};
+      if (op == "sub" && side == 1) p.factor_label = "-1", p.factor = -1.0;
+      if (op == "mul") {
+        const std::int64_t k = broadcast_source(n.shape, other_shape, o);
+        p.factor_label = operand_text(t, other) + index_text(other_shape, k);
+        p.factor = ov.flat(k);
+      }
+      term.products.push_back(std::move(p));
+    }
+  }
+}
+
 }  // namespace
 
 void rule_terms(const Tape& t, const GradStore& s, std::uint32_t from, std::uint32_t to, std::int64_t element,
@@ -73,6 +116,9 @@ void rule_terms(const Tape& t, const GradStore& s, std::uint32_t from, std::uint
                     : std::string("not the picked element: nothing added");
   } else if (op == "matmul" && n->args.size() == 2 && !n->scalar_out) {
     matmul_products(t, s, *n, to, element, term);
+  } else if ((op == "add" || op == "sub" || op == "mul") && n->args.size() == 2 && !n->scalar_out &&
+             t.shape_of_entry(to) != n->shape) {
+    broadcast_products(t, s, *n, to, element, term);
   }
 }
 

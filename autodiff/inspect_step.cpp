@@ -1,4 +1,5 @@
 // Step-through backward: the reverse sweep run entry by entry, every contribution recorded.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -169,6 +170,12 @@ namespace {
 
 std::string num(double x) { return fmt::format("{:.6g}", x); }
 
+/// " (= adj name)" for a non-empty alias, with another joiner on request.
+std::string also(const std::string& alias, const char* join = nullptr) {
+  if (alias.empty()) return {};
+  return join ? join + alias : " (= adj " + alias + ")";
+}
+
 std::string element_label(const Tape& t, std::uint32_t e, std::int64_t element) {
   return index_label(t, e) + index_text(t.shape_of_entry(e), element);
 }
@@ -187,7 +194,7 @@ std::string StepLog::alias(std::uint32_t e, std::int64_t element) const {
     e = f;
   }
   if (t.name_of(e).empty()) return {};
-  return fmt::format(" (= adj {}{})", t.name_of(e), index_text(t.shape_of_entry(e), element));
+  return fmt::format("{}{}", t.name_of(e), index_text(t.shape_of_entry(e), element));
 }
 
 std::string StepLog::products_text(const Term& term, const std::string& pad) const {
@@ -201,7 +208,7 @@ std::string StepLog::products_text(const Term& term, const std::string& pad) con
     const Product& p = term.products[k];
     r += fmt::format("{}  {:<18} {:>11} x {:>11} = {:>11}   (adj {}{})\n", pad, p.factor_label, num(p.factor),
                      num(p.adjoint), num(p.factor * p.adjoint), element_label(t, p.adjoint_entry, p.adjoint_element),
-                     alias(p.adjoint_entry, p.adjoint_element));
+                     also(alias(p.adjoint_entry, p.adjoint_element), " = adj "));
   }
   if (term.products.size() > shown) r += fmt::format("{}  ... ({} more)\n", pad, term.products.size() - shown);
   return r;
@@ -221,10 +228,10 @@ std::string StepLog::explain_terms(const AdjointTerms& at, int depth) const {
     std::string how;
     if (!std::isnan(term.partial)) {
       how = fmt::format("= partial {} x adj {}{}", num(term.partial), num(term.incoming),
-                        alias(term.from, 0));
+                        also(alias(term.from, 0)));
     } else if (!std::isnan(term.incoming) && t.args(term.from).size() == 1 && term.incoming != 0.0) {
       how = fmt::format("= local {} x adj {}{}  (rule {})", num(term.amount / term.incoming), num(term.incoming),
-                        alias(term.from, t.shape_of_entry(term.from).empty() ? 0 : at.element),
+                        also(alias(term.from, t.shape_of_entry(term.from).empty() ? 0 : at.element)),
                         op_text(t, term.from));
     } else {
       how = fmt::format("(rule {})", op_text(t, term.from));
@@ -281,6 +288,12 @@ std::string StepLog::format(const ListOptions& opt, bool all) const {
         if (changed <= 1) {  // an element pick: one number
           r += fmt::format("    -> {:<14} rule {}: added {} at {}\n", to, op_text(t, st.entry), num(d[where]),
                            index_text(d.shape(), where));
+          continue;
+        }
+        const bool from_zero = std::all_of(c.before.values().begin(), c.before.values().end(),
+                                           [](double v) { return v == 0.0; });
+        if (from_zero) {
+          r += fmt::format("    -> {:<14} rule {}: added {}\n", to, op_text(t, st.entry), summarise(d.view(), k));
           continue;
         }
         r += fmt::format("    -> {:<14} rule {}: adj before {}\n    {:<17} after {}\n    {:<17} added {}\n", to,

@@ -35,9 +35,9 @@ TEST_CASE("inspect: the listing shows names, ops, arguments, types, full-precisi
 
   auto g = tape.gradient(out);
   const std::string after = ad::listing(tape);
-  CHECK(line_of(after, x.index()).find(fmt::format("adj {}", g[x])) != std::string::npos);
-  CHECK(line_of(after, s.index()).find(fmt::format("adj {}", g[s])) != std::string::npos);
-  CHECK(line_of(after, out.index()).find("adj 1") != std::string::npos);
+  CHECK(line_of(after, x.index()).find(fmt::format("adj = {}", g[x])) != std::string::npos);
+  CHECK(line_of(after, s.index()).find(fmt::format("adj = {}", g[s])) != std::string::npos);
+  CHECK(line_of(after, out.index()).find("adj = 1") != std::string::npos);
   // One line per entry, the formatter gives the default listing.
   CHECK(static_cast<std::size_t>(std::count(after.begin(), after.end(), '\n')) == tape.entries());
   CHECK(fmt::format("{}", tape) == after);
@@ -49,7 +49,7 @@ TEST_CASE("inspect: the listing shows names, ops, arguments, types, full-precisi
   // A gradient passed explicitly is used even after a newer entry made the tape's own stale.
   ad::Var later = out * 3.0;
   CHECK(ad::listing(tape).find("adj") == std::string::npos);
-  CHECK(line_of(ad::listing(tape, g), x.index()).find(fmt::format("adj {}", g[x])) != std::string::npos);
+  CHECK(line_of(ad::listing(tape, g), x.index()).find(fmt::format("adj = {}", g[x])) != std::string::npos);
   (void)later;
   ad::Tape other;
   CHECK_THROWS_AS(ad::listing(other, g), ad::ForeignHandleError);
@@ -100,7 +100,7 @@ TEST_CASE("inspect: tensor entries show dtype, shape and a summary; full tensors
   CHECK(lw.find("f64[2,2]") != std::string::npos);
   // w2 = [[1, 3], [-5, 6]], e = w2[1,0]·w2[0,1]: adj w2 is 3 at [1,0] and -5 at [0,1]; adj w = 2 adj w2.
   CHECK(g[tw].at({1, 0}) == 6.0);
-  CHECK(lw.find("adj [0, -10, 6, 0] min -10 max 6 mean -1") != std::string::npos);
+  CHECK(lw.find("adj = [0, -10, 6, 0] min -10 max 6 mean -1") != std::string::npos);
   const std::string l2 = line_of(l, t2.index());
   CHECK(l2.find("twice") != std::string::npos);
   CHECK(l2.find("(w)") != std::string::npos);
