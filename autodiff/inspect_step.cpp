@@ -202,7 +202,7 @@ std::string StepLog::products_text(const Term& term, const std::string& pad) con
   constexpr std::size_t shown = 16;
   double sum = 0.0;
   for (const auto& p : term.products) sum += p.factor * p.adjoint;
-  std::string r = fmt::format("{}= sum of {} product{} factor x adj (sum {}):\n", pad, term.products.size(),
+  std::string r = fmt::format("{}= sum of {} product{} factor x adj (total {}):\n", pad, term.products.size(),
                               term.products.size() == 1 ? "" : "s", num(sum));
   for (std::size_t k = 0; k < term.products.size() && k < shown; ++k) {
     const Product& p = term.products[k];

@@ -39,30 +39,42 @@ int main(int argc, char** argv) {
 
   ad::Tape tape;
   const ad::Tensor loss = record_network(tape, x, W1, b1, W2, b2);
-  // The sweep run entry by entry: it records every contribution and leaves the gradient current,
-  // so the listing below shows adjoints.
-  const ad::StepLog steps = ad::step_through(tape, loss);
 
-  fmt::print("== the tape, one entry a line (value, and adjoint after the sweep)\n{}\n", tape);
-  fmt::print("== summary\n{}\n", ad::summary(tape));
-  fmt::print("== the backward steps that touch layer 1\n{}\n", steps.format({.prefix = "layer1."}));
-  fmt::print("== how delta^(1)_2 = dJ/dz^(1)_2 was assembled: f'(z) times sum_j W_j2 delta^(2)_j\n{}\n",
-             steps.explain("layer1.z", {0, 2}));
+  // ---- README snippet begin (README.md, "Inspecting the tape")
+  ad::Gradients g = tape.gradient(loss);
+  fmt::print("{}\n", tape);                                       // the listing; adjoints after a sweep
+  fmt::print("{}\n", ad::listing(tape, {.subtree = "layer1.a"}));  // what layer1.a depends on
+  fmt::print("{}\n", ad::summary(tape));                          // entries by op, bytes held, parameters
 
-  const ad::Picture pic = ad::write_picture(tape, picture);
-  fmt::print("== picture\n{}\n\n", pic.message);
+  ad::StepLog steps = ad::step_through(tape, loss);               // the reverse sweep, entry by entry
+  fmt::print("{}\n", steps.format({.prefix = "layer1."}));        // what each step added to layer 1
+  fmt::print("{}\n", steps.explain("layer1.z", {0, 2}));          // the terms whose sum is δ^(1)[0,2]
+
+  ad::Picture pic = ad::write_picture(tape, picture);             // tape.dot; tape.svg if Graphviz is installed
+  fmt::print("{}\n", pic.message);
+
+  ad::check_finite(tape);                                         // throws ad::NonFiniteError at a NaN/inf value
+  g = ad::checked_gradient(tape, loss);                           // ... or at a NaN/inf adjoint
+  // ---- README snippet end
 
   // A probability of exactly 0 fed to log: the value is -inf and everything after it follows.
   ad::Tape bad;
   ad::Array<double> p(ad::make_shape({3}), {0.7, 0.3, 0.0});
   ad::Tensor probs = bad.name(bad.leaf(p), "probs");
   ad::Tensor logp = bad.name(log(probs), "logp");
-  ad::Tensor nll = bad.name(-sum(logp * bad.constant(ad::Array<double>(ad::make_shape({3}), {0.0, 0.0, 1.0}))), "nll");
-  (void)nll;
-  fmt::print("== check_finite on a tape with log(0)\n");
+  const ad::Array<double> target(ad::make_shape({3}), {0.0, 0.0, 1.0});
+  ad::Tensor nll = bad.name(-sum(logp * bad.constant(target)), "nll");
+  fmt::print("check_finite on a tape with log(0):\n");
   try {
     ad::check_finite(bad);
   } catch (const ad::NonFiniteError& e) {
     fmt::print("{}\n", e.what());
+  }
+  // Its gradient: d log p / dp = 1/p is infinite where p = 0.
+  fmt::print("checked_gradient on the same tape:\n");
+  try {
+    (void)ad::checked_gradient(bad, nll);
+  } catch (const ad::NonFiniteError& e) {
+    fmt::print("{}", e.what());
   }
 }

@@ -2,9 +2,9 @@
 #include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cmath>
 #include <fstream>
-#include <regex>
 #include <set>
 #include <sstream>
 
@@ -228,12 +228,26 @@ std::set<std::string> check_dot(const std::string& dot) {
   CHECK(raw_newlines == 0);
   std::set<std::string> declared;
   std::vector<std::pair<std::string, std::string>> edges;
+  // Node statements are "  n<k> [..." and edges "  n<a> -> n<b>..." (one statement a line).
+  auto node_id = [](const std::string& line, std::size_t at) {
+    if (at >= line.size() || line[at] != 'n') return std::string();
+    std::size_t end = at + 1;
+    while (end < line.size() && std::isdigit(static_cast<unsigned char>(line[end]))) ++end;
+    return end > at + 1 ? line.substr(at, end - at) : std::string();
+  };
   std::istringstream in(dot);
-  const std::regex node_re(R"(^\s*(n\d+) \[)"), edge_re(R"(^\s*(n\d+) -> (n\d+))");
   for (std::string line; std::getline(in, line);) {
-    std::smatch m;
-    if (std::regex_search(line, m, edge_re)) edges.emplace_back(m[1], m[2]);
-    else if (std::regex_search(line, m, node_re)) CHECK(declared.insert(m[1]).second);
+    const std::size_t start = line.find_first_not_of(' ');
+    const std::string a = start == std::string::npos ? std::string() : node_id(line, start);
+    if (a.empty()) continue;
+    const std::size_t after = start + a.size();
+    if (line.compare(after, 4, " -> ") == 0) {
+      const std::string b = node_id(line, after + 4);
+      CHECK(!b.empty());
+      edges.emplace_back(a, b);
+    } else if (line.compare(after, 2, " [") == 0) {
+      CHECK(declared.insert(a).second);
+    }
   }
   for (const auto& [a, b] : edges) {
     CHECK(declared.count(a) == 1);
