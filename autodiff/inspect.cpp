@@ -211,7 +211,8 @@ std::vector<std::string> lines(const Tape& t, std::span<const std::uint32_t> ent
     p.type = describe(t.dtype_of_entry(e), t.shape_of_entry(e));
     if (opt.values) p.value = "= " + summarise(t.value_view(e), opt.elements);
     if (g && opt.adjoints) {
-      if (!t.requires_grad(e)) p.adj = "adj = none (no gradient)";
+      if (e >= g->adj.size()) p.adj = "adj = none (recorded after the gradient)";
+      else if (!t.requires_grad(e)) p.adj = "adj = none (no gradient)";
       else if (auto a = adjoint_of(t, *g, e)) p.adj = "adj = " + summarise(*a, opt.elements);
       else p.adj = "adj = 0";
     }

@@ -4,6 +4,7 @@
 
 #include <cctype>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -50,7 +51,7 @@ TEST_CASE("inspect: the listing shows names, ops, arguments, types, full-precisi
   ad::Var later = out * 3.0;
   CHECK(ad::listing(tape).find("adj") == std::string::npos);
   CHECK(line_of(ad::listing(tape, g), x.index()).find(fmt::format("adj = {}", g[x])) != std::string::npos);
-  (void)later;
+  CHECK(line_of(ad::listing(tape, g), later.index()).find("recorded after the gradient") != std::string::npos);
   ad::Tape other;
   CHECK_THROWS_AS(ad::listing(other, g), ad::ForeignHandleError);
 }
@@ -308,5 +309,18 @@ TEST_CASE("inspect: the DOT picture is well-formed, escaped and clustered by lay
     CHECK(svg.find("layer1.z[3]") != std::string::npos);
   }
   CHECK_THROWS_AS(ad::write_picture(tape, dir / "no_such_dir" / "x.svg"), ad::PictureError);
+
+  // Without Graphviz on PATH the .dot file is written and the message says how to render it.
+  const char* saved = std::getenv("PATH");
+  const std::string path = saved ? saved : "";
+  ::setenv("PATH", dir.c_str(), 1);  // a directory without dot
+  CHECK(ad::find_dot().empty());
+  const ad::Picture plain = ad::write_picture(tape, dir / "plain.svg");
+  ::setenv("PATH", path.c_str(), 1);
+  CHECK(!plain.rendered);
+  CHECK(std::filesystem::exists(dir / "plain.dot"));
+  CHECK(!std::filesystem::exists(dir / "plain.svg"));
+  CHECK(plain.message.find("not on PATH") != std::string::npos);
+  CHECK(plain.message.find("apt-get install graphviz; dot -Tsvg") != std::string::npos);
   std::filesystem::remove_all(dir);
 }
