@@ -4,7 +4,7 @@
 // load() or info()) opens OpenBLAS at run time (libopenblas.so.0, else libblas.so.3, which on Debian
 // is OpenBLAS or the reference BLAS; both provide cblas_*), after choosing defaults that OpenBLAS
 // only reads while it initialises:
-//  * OPENBLAS_CORETYPE=SkylakeX when the CPU has AVX-512 (F, BW, DQ, VL).  OpenBLAS 0.3.21 files
+//  * OPENBLAS_CORETYPE=SkylakeX when the CPU has AVX-512 (F, CD, BW, DQ, VL).  OpenBLAS 0.3.21 files
 //    some AVX-512 CPUs (AMD Zen 4) under Haswell and then runs its AVX2 kernels, about half as fast.
 //  * OPENBLAS_NUM_THREADS=1.  Matrices of MLP size are too small for a second thread to pay off.
 // A variable the user has set (OPENBLAS_CORETYPE; OPENBLAS_NUM_THREADS, GOTO_NUM_THREADS or

@@ -1,5 +1,7 @@
 // Tensor benchmarks.  Prints key=value lines:
 //   tensor blas ...                        the BLAS library in use and who chose its configuration
+//   tensor op_chain_ns_per_op=..           cost of recording and sweeping one element-wise op on a
+//                                          one-element tensor (a chain of 2,000 of them)
 //   tensor matmul_tape_us=.. matmul_raw_us=.. ratio=..
 //                                          one MLP layer's product x·Wᵀ (x [128,784], W [256,784]) and
 //                                          its two backward products, recorded and swept on the tape,
@@ -14,6 +16,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <random>
@@ -45,6 +48,36 @@ std::vector<float> random_floats(std::size_t n, std::mt19937& rng) {
   std::vector<float> v(n);
   for (auto& x : v) x = u(rng);
   return v;
+}
+
+// ---- per-op overhead -----------------------------------------------------------------------------
+
+/// A chain of element-wise ops on a one-element tensor, recorded and swept: what the tape costs an
+/// op when there is almost no arithmetic to do.
+void bench_op_chain() {
+  constexpr int ops = 2000, reps = 21;
+  const ad::Array<float> x0({1}, {0.3f});
+  ad::Tape tape;
+  double check = 0;
+  const auto run = [&] {
+    tape.clear();
+    const ad::Tensor x = tape.leaf(x0);
+    ad::Tensor y = x;
+    for (int i = 0; i < ops; ++i) {
+      switch (i % 3) {
+        case 0: y = y * 1.0001; break;
+        case 1: y = y + 0.5; break;
+        default: y = tanh(y); break;
+      }
+    }
+    const ad::Gradients g = tape.gradient(y);
+    check += g[x].flat(0);
+  };
+  for (int i = 0; i < 3; ++i) run();
+  std::vector<double> t;
+  for (int r = 0; r < reps; ++r) t.push_back(seconds_of(run));
+  if (!std::isfinite(check)) std::abort();
+  fmt::print("tensor op_chain_ops={} reps={} op_chain_ns_per_op={:.1f}\n", ops, reps, median(t) / ops * 1e9);
 }
 
 // ---- matmul through the tape vs raw gemm --------------------------------------------------------
@@ -170,6 +203,7 @@ void bench_gemm_configurations(const char* self) {
 int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "--plain-openblas") == 0) return plain_openblas();
   fmt::print("tensor blas {}\n", ad::blas::info());
+  bench_op_chain();
   bench_matmul();
   bench_gemm_configurations(argv[0]);
   return 0;

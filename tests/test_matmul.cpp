@@ -1,17 +1,17 @@
-// matmul through BLAS: values against a plain triple loop, Jacobians against central differences
-// (all four transpose combinations, batched and shared operands, size-1 and empty dimensions), f32
-// against f64, error messages, and the BLAS library that was loaded.
+// matmul through BLAS: values against a plain triple loop, Jacobians by the shared checker
+// (jacobian.hpp: all four transpose combinations, batched and shared operands, size-1 and empty
+// dimensions), f32 against f64, error messages, and the BLAS library that was loaded.
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
-#include <functional>
 #include <random>
 #include <vector>
 
 #include "autodiff/autodiff.hpp"
 #include "autodiff/blas.hpp"
+#include "jacobian.hpp"
 
 namespace {
 
@@ -50,57 +50,6 @@ std::vector<double> reference_product(const ad::Array<double>& a, const ad::Arra
   return c;
 }
 
-using Recorder = std::function<ad::Tensor(ad::Tape&, const std::vector<ad::Tensor>&)>;
-
-/// The full Jacobian of f at `inputs` two ways: by central differences, and by reverse sweeps
-/// seeded one-hot at each output element.  matmul is linear in each operand, so a central
-/// difference is exact up to rounding: with h = 1e-3 the rounding error in a difference quotient is
-/// about 1e-16·|f|/h ≈ 1e-13, well inside the 1e-10 tolerance.
-void check_jacobian(const Recorder& f, const std::vector<ad::Array<double>>& inputs) {
-  constexpr double h = 1e-3, tol = 1e-10;
-  ad::Tape tape;
-  std::vector<ad::Tensor> leaves;
-  for (const auto& x : inputs) leaves.push_back(tape.leaf(x));
-  const ad::Tensor y = f(tape, leaves);
-  const std::int64_t ny = y.size();
-
-  // Column block of the reverse Jacobian for each input: rev[i][j * n_i + e] = d y_j / d x_i[e].
-  std::vector<std::vector<double>> rev(inputs.size());
-  for (std::int64_t j = 0; j < ny; ++j) {
-    ad::Gradients g = tape.start_gradient();
-    auto* seed = static_cast<double*>(g.store().tensor_adjoint(tape.node_index(y.index()), y.node()));
-    seed[j] = 1.0;
-    tape.sweep(g, y.index());
-    for (std::size_t i = 0; i < inputs.size(); ++i) {
-      const ad::View d = g[leaves[i]];
-      REQUIRE(d.shape() == inputs[i].shape());
-      for (double v : d.as<double>()) rev[i].push_back(v);
-    }
-  }
-
-  for (std::size_t i = 0; i < inputs.size(); ++i) {
-    const std::int64_t ni = inputs[i].size();
-    for (std::int64_t e = 0; e < ni; ++e) {
-      std::vector<double> plus, minus;
-      for (double sign : {1.0, -1.0}) {
-        std::vector<ad::Array<double>> moved = inputs;
-        moved[i][e] += sign * h;
-        ad::Tape t;
-        std::vector<ad::Tensor> l;
-        for (const auto& x : moved) l.push_back(t.leaf(x));
-        const auto v = f(t, l).value().as<double>();
-        (sign > 0 ? plus : minus).assign(v.begin(), v.end());
-      }
-      for (std::int64_t j = 0; j < ny; ++j) {
-        const double fd = (plus[j] - minus[j]) / (2 * h);
-        const double r = rev[i][static_cast<std::size_t>(j * ni + e)];
-        INFO("input ", i, " element ", e, " output ", j);
-        CHECK(std::abs(fd - r) <= tol * std::max(1.0, std::abs(fd)));
-      }
-    }
-  }
-}
-
 /// Value against the triple loop, then the Jacobian with respect to both operands.
 void check_matmul(const ad::Shape& sa, const ad::Shape& sb, bool ta, bool tb, std::mt19937& rng) {
   INFO("a ", ad::to_string(sa), ta ? "^T" : "", ", b ", ad::to_string(sb), tb ? "^T" : "");
@@ -113,7 +62,7 @@ void check_matmul(const ad::Shape& sa, const ad::Shape& sb, bool ta, bool tb, st
   REQUIRE(c.shape() == expected_shape);
   const auto got = c.value().as<double>();
   for (std::size_t i = 0; i < want.size(); ++i) CHECK(got[i] == doctest::Approx(want[i]).epsilon(1e-14));
-  check_jacobian([&](ad::Tape&, const std::vector<ad::Tensor>& x) { return matmul(x[0], x[1], ta, tb); }, {a, b});
+  jacobian::check([&](ad::Tape&, std::span<const ad::Tensor> x) { return matmul(x[0], x[1], ta, tb); }, {a, b});
 }
 
 /// Stored shape of an operand that is read as rows×cols (optionally transposed, optionally batched).
@@ -153,12 +102,23 @@ TEST_CASE("matmul: batched 3-D with 3-D, 3-D with a shared 2-D, 2-D shared with 
 }
 
 TEST_CASE("matmul: the same operand on both sides adds both contributions (x·xᵀ, xᵀ·x)") {
-  std::mt19937 rng(14);
-  const auto x = random_array<double>({3, 4}, rng);
-  check_jacobian([](ad::Tape&, const std::vector<ad::Tensor>& v) { return matmul(v[0], v[0], false, true); }, {x});
-  check_jacobian([](ad::Tape&, const std::vector<ad::Tensor>& v) { return matmul(v[0], v[0], true, false); }, {x});
-  const auto xb = random_array<double>({2, 3, 4}, rng);
-  check_jacobian([](ad::Tape&, const std::vector<ad::Tensor>& v) { return matmul(v[0], v[0], false, true); }, {xb});
+  const auto x = jacobian::random({3, 4}, 14);
+  jacobian::check([](ad::Tape&, std::span<const ad::Tensor> v) { return matmul(v[0], v[0], false, true); }, {x});
+  jacobian::check([](ad::Tape&, std::span<const ad::Tensor> v) { return matmul(v[0], v[0], true, false); }, {x});
+  const auto xb = jacobian::random({2, 3, 4}, 15);
+  jacobian::check([](ad::Tape&, std::span<const ad::Tensor> v) { return matmul(v[0], v[0], false, true); }, {xb});
+}
+
+TEST_CASE("matmul: adds into adjoints that other uses of the operand also feed") {
+  // x feeds the product and the element-wise factor; W feeds two products.  Each rule must add
+  // to what the others put there (BLAS beta = 1), not overwrite it.
+  jacobian::check([](ad::Tape&, std::span<const ad::Tensor> v) { return matmul(v[0], v[1]) * v[0]; },
+                  {jacobian::random({3, 3}, 16), jacobian::random({3, 3}, 17)});
+  jacobian::check(
+      [](ad::Tape&, std::span<const ad::Tensor> v) { return matmul(matmul(v[0], v[1]), v[1], false, true); },
+      {jacobian::random({2, 4}, 18), jacobian::random({4, 3}, 19)});
+  jacobian::check([](ad::Tape&, std::span<const ad::Tensor> v) { return tanh(matmul(v[0], v[1], true, false)); },
+                  {jacobian::random({2, 4, 3}, 20), jacobian::random({4, 2}, 21)});
 }
 
 TEST_CASE("matmul: empty dimensions give empty or zero results and zero gradients") {
@@ -292,10 +252,33 @@ TEST_CASE("matmul: blas::info reports the loaded library and the configuration c
   }
   if (info.core_from == "user") CHECK(std::getenv("OPENBLAS_CORETYPE") != nullptr);
 #if defined(__x86_64__)
-  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") &&
+                      __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
   if (avx512 && !info.core.empty() && info.core_from != "user" && info.core_from != "preloaded")
     CHECK(info.core_from == "deltagrad");
 #endif
   CHECK(&ad::blas::load() == &info);  // loaded once
+}
+
+TEST_CASE("matmul: README layer snippet agrees with the same layer written by broadcasting") {
+  std::mt19937 rng(22);
+  const auto X = random_array<double>({4, 3}, rng), W = random_array<double>({2, 3}, rng);
+  const auto b = random_array<double>({2}, rng);
+  const std::int32_t labels[] = {0, 1, 1, 0};
+  const auto layer_gradients = [&](bool with_matmul) {
+    ad::Tape tape;
+    ad::Tensor x = tape.constant(X), w = tape.leaf(W), bias = tape.leaf(b);
+    // README: x [4,3] times Wᵀ, with W stored [out, in] = [2,3]: W is read transposed, not copied.
+    ad::Tensor z = with_matmul ? matmul(x, w, false, true) + bias
+                               : sum(reshape(x, {4, 1, 3}) * reshape(w, {1, 2, 3}), -1) + bias;
+    ad::Tensor loss = -mean(pick(log_softmax(z), labels));
+    ad::Gradients g = tape.gradient(loss);
+    return std::pair{g.array<double>(w), g.array<double>(bias)};
+  };
+  const auto [dw_mm, db_mm] = layer_gradients(true);
+  const auto [dw_bc, db_bc] = layer_gradients(false);
+  for (std::int64_t i = 0; i < dw_mm.size(); ++i) CHECK(dw_mm[i] == doctest::Approx(dw_bc[i]).epsilon(1e-12));
+  for (std::int64_t i = 0; i < db_mm.size(); ++i) CHECK(db_mm[i] == doctest::Approx(db_bc[i]).epsilon(1e-12));
+  for (std::int64_t i = 0; i < dw_mm.size(); ++i) CHECK(dw_mm[i] != 0.0);
 }
