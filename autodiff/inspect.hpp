@@ -196,8 +196,9 @@ class StepLog {
   /// recognised).
   std::string explain(std::string_view name, std::initializer_list<std::int64_t> index = {}) const;
 
-  /// The log as text: a step is shown if its entry or one of its arguments is selected by `opt`;
-  /// steps where nothing flowed are left out unless `opt` selects everything and `all` is set.
+  /// The log as text.  With a subtree, the steps of the selected entries; otherwise also the steps
+  /// that add to a selected entry (for a layer: the next layer's matmul adding into its a).  Steps
+  /// where nothing flowed are left out unless `all` is set.
   std::string format(const ListOptions& opt = {}, bool all = false) const;
 
  private:

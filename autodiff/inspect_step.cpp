@@ -258,7 +258,6 @@ std::string StepLog::format(const ListOptions& opt, bool all) const {
   const GradStore& s = g_.store();
   std::vector<char> sel(t.size(), 0);
   for (auto e : select_entries(t, opt)) sel[e] = 1;
-  const bool everything = opt.subtree.empty() && opt.prefix.empty();
   // A subtree shows the steps of its own entries; a layer also the steps that feed it from outside
   // (the next layer's products adding into this layer's activations).
   const bool feeders = opt.subtree.empty();
@@ -267,7 +266,7 @@ std::string StepLog::format(const ListOptions& opt, bool all) const {
   for (const Step& st : steps_) {
     bool shown = sel[st.entry] != 0;
     for (const auto& c : st.contributions) shown = shown || (feeders && sel[c.to]);
-    if (!shown || (st.skipped && !(all && everything))) continue;
+    if (!shown || (st.skipped && !all)) continue;
     const auto adj = adjoint_of(t, s, st.entry);
     r += fmt::format("{} = {}{}   adj {}{}\n", index_label(t, st.entry), op_text(t, st.entry), args_text(t, st.entry),
                      adj ? summarise(*adj, k) : std::string("0"), st.skipped ? "  (nothing to push back)" : "");
@@ -285,7 +284,11 @@ std::string StepLog::format(const ListOptions& opt, bool all) const {
           d[j] = c.after[j] - c.before[j];
           if (d[j] != 0.0) ++changed, where = j;
         }
-        if (changed <= 1) {  // an element pick: one number
+        if (changed == 0) {
+          r += fmt::format("    -> {:<14} rule {}: added nothing (zeros)\n", to, op_text(t, st.entry));
+          continue;
+        }
+        if (changed == 1 && d.size() > 1) {  // an element pick: one number
           r += fmt::format("    -> {:<14} rule {}: added {} at {}\n", to, op_text(t, st.entry), num(d[where]),
                            index_text(d.shape(), where));
           continue;

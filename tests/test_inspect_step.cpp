@@ -32,7 +32,8 @@ TEST_CASE("inspect: step-through contributions sum exactly to every scalar adjoi
   ad::Var y = tape.name(tape.variable(-1.3), "y");
   ad::Var u = tape.name(x * y + sin(x), "u");
   ad::Var v = tape.name(u * u / (1.0 + exp(y)), "v");
-  ad::Var out = tape.name(tanh(v) + x * 3.0 - pow(u, 3.0), "out");
+  ad::Var off = tape.name(x * -2.0, "off");  // relu(off) = 0 with partial 0: nothing flows into off
+  ad::Var out = tape.name(tanh(v) + x * 3.0 - pow(u, 3.0) + relu(off), "out");
   tape.name(exp(x), "unused");  // recorded after the output: not swept
 
   const ad::StepLog log = ad::step_through(tape, out);
@@ -58,6 +59,9 @@ TEST_CASE("inspect: step-through contributions sum exactly to every scalar adjoi
   CHECK_THROWS_AS(log.terms("x", {0}), ad::IndexError);
 
   const std::string text = log.format();
+  CHECK(!has(text, "nothing to push back"));
+  CHECK(has(log.format({}, true), fmt::format("#{} off = mul(x, -2)   adj 0  (nothing to push back)", off.index())));
+  CHECK(log.steps()[out.index() - off.index()].skipped);
   CHECK(has(text, fmt::format("reverse sweep from #{} out", out.index())));
   CHECK(has(text, fmt::format("partial {:.6g} x adj", tu.terms[0].partial)));
   const std::string ex = log.explain("u");
