@@ -44,11 +44,11 @@ void Tape::grow() {
   capacity_ = cap;
 }
 
-std::uint32_t Tape::push_node(Node node, double scalar_value) {
+std::uint32_t Tape::push_node(Node&& node, double scalar_value) {
   if (size_ == capacity_) grow();  // grow first so a CapacityError leaves the tape unchanged
   const auto k = static_cast<std::uint32_t>(nodes_.size());
   node.entry = static_cast<std::uint32_t>(size_);
-  nodes_.push_back(std::move(node));
+  nodes_.emplace_back(std::move(node));
   return push(Op::rule, scalar_value, k, 0.0, 0, 0.0);
 }
 
@@ -78,11 +78,6 @@ boost::container::static_vector<std::uint32_t, 3> Tape::args(std::uint32_t entry
   if (a != 0) r.push_back(a);
   if (b != 0) r.push_back(b);
   return r;
-}
-
-const Node* Tape::node(std::uint32_t entry) const {
-  if (entry >= size_ || op(entry) != Op::rule) return nullptr;
-  return &nodes_[node_index(entry)];
 }
 
 bool Tape::requires_grad(std::uint32_t entry) const {

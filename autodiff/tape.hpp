@@ -149,7 +149,9 @@ class Tape {
   /// The scalar value of a scalar entry (including scalar-valued rule entries).
   double scalar_value(std::uint32_t entry) const { return value_[entry]; }
   /// The node of a rule entry, or null for a scalar entry.
-  const Node* node(std::uint32_t entry) const;
+  const Node* node(std::uint32_t entry) const {
+    return entry < size_ && op(entry) == Op::rule ? &nodes_[node_index(entry)] : nullptr;
+  }
   /// Name of an entry, or empty.
   std::string_view name_of(std::uint32_t entry) const;
   /// Latest entry given this name, or 0 (the sink) if none.
@@ -180,7 +182,7 @@ class Tape {
   }
   /// Appends a rule entry with the given node (its `entry` field is filled in).  For a
   /// scalar-valued node, `scalar_value` is its value.  Returns the entry.
-  std::uint32_t push_node(Node node, double scalar_value = 0.0);
+  std::uint32_t push_node(Node&& node, double scalar_value = 0.0);
   /// Uninitialised, 64-byte aligned storage that lives until clear().
   void* allocate(std::size_t bytes) { return arena_.allocate(bytes); }
   template <Element T>

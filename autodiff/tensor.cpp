@@ -7,7 +7,10 @@ namespace ad {
 const Node& Tensor::node() const {
   if (empty()) throw InvalidArgument("Tensor: empty handle (default-constructed)");
   tape_->check(tape_, gen_, index_, "Tensor");
-  return *tape_->node(index_);
+  const Node* n = tape_->node(index_);
+  if (n == nullptr || n->scalar_out)
+    throw InvalidArgument(fmt::format("Tensor: entry #{} is a scalar entry, not a tensor", index_));
+  return *n;
 }
 
 DType Tensor::dtype() const { return node().dtype; }
