@@ -8,37 +8,19 @@
 #include <cstdint>
 
 #include "autodiff/autodiff.hpp"
-
-namespace {
-
-/// Records the 3-4-3 network of the seed (sigmoid hidden layer, softmax outputs, cross-entropy)
-/// for one sample of class 1, naming every z, a, W and b as nn does.
-ad::Tensor record_network(ad::Tape& tape, const ad::Array<double>& x, const ad::Array<double>& W1,
-                          const ad::Array<double>& b1, const ad::Array<double>& W2, const ad::Array<double>& b2) {
-  ad::Tensor in = tape.name(tape.constant(x), "x");
-  ad::Tensor w1 = tape.name(tape.leaf(W1), "layer1.W");
-  ad::Tensor c1 = tape.name(tape.leaf(b1), "layer1.b");
-  ad::Tensor z1 = tape.name(matmul(in, w1, false, true) + c1, "layer1.z");  // z = x Wᵀ + b
-  ad::Tensor a1 = tape.name(sigmoid(z1), "layer1.a");
-  ad::Tensor w2 = tape.name(tape.leaf(W2), "layer2.W");
-  ad::Tensor c2 = tape.name(tape.leaf(b2), "layer2.b");
-  ad::Tensor z2 = tape.name(matmul(a1, w2, false, true) + c2, "layer2.z");
-  const std::int32_t label[] = {1};
-  return tape.name(-mean(pick(log_softmax(z2), label)), "loss");
-}
-
-}  // namespace
+#include "nn/nn.hpp"
 
 int main(int argc, char** argv) {
   const std::filesystem::path picture = argc > 1 ? argv[1] : "tape.svg";
-  ad::Array<double> x(ad::make_shape({1, 3}), {0.5, -1.0, 2.0});
-  ad::Array<double> W1(ad::make_shape({4, 3}), {0.1, -0.2, 0.3, 0.4, 0.1, -0.5, -0.3, 0.2, 0.2, 0.0, -0.1, 0.6});
-  ad::Array<double> b1(ad::make_shape({4}), {0.1, -0.1, 0.0, 0.05});
-  ad::Array<double> W2(ad::make_shape({3, 4}), {0.3, -0.2, 0.5, 0.1, -0.4, 0.2, 0.1, 0.3, 0.2, 0.6, -0.3, -0.1});
-  ad::Array<double> b2(ad::make_shape({3}), {0.0, 0.1, -0.1});
+  // The seed's 3-4-3 network: sigmoid hidden layer, softmax outputs with cross-entropy, float64.
+  // nn names what it records layer<l>.W, layer<l>.b, layer<l>.z and layer<l>.a.
+  nn::Rng rng(7);
+  nn::MLP net({3, 4, 3}, nn::sigmoid, rng, {.dtype = ad::DType::f64});
+  const ad::Array<double> x(ad::make_shape({1, 3}), {0.5, -1.0, 2.0});
+  const std::int32_t label[] = {1};
 
   ad::Tape tape;
-  const ad::Tensor loss = record_network(tape, x, W1, b1, W2, b2);
+  const ad::Tensor loss = tape.name(nn::softmax_cross_entropy(net(tape, x), label), "loss");
 
   // ---- README snippet begin (README.md, "Inspecting the tape")
   ad::Gradients g = tape.gradient(loss);

@@ -1,5 +1,5 @@
-// Inspection of tapes built with the tensor ops: the listing of a layer, δ^(l) made visible as
-// Σ_j W_ji δ_j^(l+1), the products of every matmul layout, and NaN/inf origins in tensors.
+// Inspection of tapes built with the tensor ops and with nn: the listing of a layer, δ^(l) made
+// visible as Σ_j W_ji δ_j^(l+1), the products of every matmul layout, and NaN/inf origins in tensors.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -8,6 +8,7 @@
 
 #include "autodiff/autodiff.hpp"
 #include "inspect_fixtures.hpp"
+#include "nn/nn.hpp"
 
 using inspect_test::line_of;
 
@@ -236,4 +237,41 @@ TEST_CASE("inspect: NaN and inf origins inside tensors name the entry and the el
   const auto g = ad::checked_gradient(t3, net.loss);
   const auto ref = t3.gradient(net.loss);
   for (std::int64_t k = 0; k < 12; ++k) CHECK(g[net.w1].flat(k) == ref[net.w1].flat(k));
+}
+
+TEST_CASE("inspect: an nn::MLP tape is grouped by layer and shows delta^(1) from W^(2) and delta^(2)") {
+  nn::Rng rng(11);
+  nn::MLP net({3, 5, 2}, nn::tanh, rng, {.dtype = ad::DType::f64});
+  const ad::Array<double> x(ad::make_shape({2, 3}), {0.5, -1.0, 2.0, 1.0, 0.0, -0.5});
+  const std::int32_t labels[] = {1, 0};
+  ad::Tape tape;
+  const ad::Tensor loss = nn::softmax_cross_entropy(net(tape, x), labels);
+
+  // layer 1: W, b, the matmul, z and a; nothing of layer 2 or the loss
+  const auto l1 = ad::select_entries(tape, {.prefix = "layer1."});
+  REQUIRE(l1.size() == 5);
+  for (auto e : l1) CHECK((tape.name_of(e).empty() ? std::string("layer1.") : std::string(tape.name_of(e))).starts_with("layer1."));
+  const std::string dot = ad::to_dot(tape);
+  CHECK(has(dot, "label=\"layer1\""));
+  CHECK(has(dot, "label=\"layer2\""));
+
+  const ad::StepLog log = ad::step_through(tape, loss);
+  const ad::View d2 = log.gradients()["layer2.z"];
+  const ad::View W2 = net.linear(2).weight().view();
+  for (std::int64_t b = 0; b < 2; ++b) {
+    for (std::int64_t i = 0; i < 5; ++i) {
+      const ad::AdjointTerms ta = log.terms("layer1.a", {b, i});
+      REQUIRE(ta.terms.size() == 1);
+      REQUIRE(ta.terms[0].products.size() == 2);
+      for (std::int64_t j = 0; j < 2; ++j) {
+        CHECK(ta.terms[0].products[static_cast<std::size_t>(j)].factor == W2.at({j, i}));
+        CHECK(ta.terms[0].products[static_cast<std::size_t>(j)].adjoint == d2.at({b, j}));
+      }
+      const double a = tape.value_view(tape.find("layer1.a")).at({b, i});
+      const ad::AdjointTerms tz = log.terms("layer1.z", {b, i});
+      REQUIRE(tz.terms.size() == 1);
+      CHECK(tz.terms[0].amount == doctest::Approx((1.0 - a * a) * ta.adjoint).epsilon(1e-14));  // tanh' = 1 − a²
+    }
+  }
+  CHECK(has(log.explain("layer1.z", {1, 4}), "layer2.W[1,4]"));
 }
