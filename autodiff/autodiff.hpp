@@ -4,6 +4,7 @@
 #include "autodiff/array.hpp"
 #include "autodiff/error.hpp"
 #include "autodiff/gradients.hpp"
+#include "autodiff/inspect.hpp"
 #include "autodiff/tape.hpp"
 #include "autodiff/tensor.hpp"
 #include "autodiff/var.hpp"

@@ -1,5 +1,7 @@
 #include "autodiff/tape.hpp"
 
+#include "autodiff/inspect.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -319,45 +321,7 @@ bool Gradients::reached(std::uint32_t entry) const {
 
 // ---- listing -----------------------------------------------------------------------------------------
 
-namespace {
-
-std::string summarise(const ad::View& v) {
-  if (v.rank() == 0) return fmt::format("{:.6g}", v.flat(0));
-  std::string r = ad::describe(v.dtype(), v.shape()) + " {";
-  const std::int64_t n = v.size(), shown = std::min<std::int64_t>(n, 4);
-  for (std::int64_t i = 0; i < shown; ++i) r += fmt::format("{}{:.4g}", i ? ", " : "", v.flat(i));
-  if (n > shown) r += ", ...";
-  return r + "}";
-}
-
-}  // namespace
-
 auto fmt::formatter<ad::Tape>::format(const ad::Tape& t, fmt::format_context& ctx) const
     -> fmt::format_context::iterator {
-  auto out = ctx.out();
-  const ad::GradStore* g = t.last_gradient();
-  for (std::uint32_t i = 1; i < t.size(); ++i) {
-    const ad::Node* n = t.node(i);
-    std::string args;
-    for (auto a : t.args(i)) {
-      if (!args.empty()) args += ", ";
-      auto nm = t.name_of(a);
-      args += nm.empty() ? fmt::format("#{}", a) : std::string(nm);
-    }
-    const char* op = n ? n->op : ad::op_name(t.op(i));
-    out = fmt::format_to(out, "#{:<4} {:<12} {:<8} {:<20} = {}", i, t.name_of(i), op, "(" + args + ")",
-                         summarise(t.value_view(i)));
-    if (g) {
-      std::string adj;
-      if (n && !n->scalar_out) {
-        const void* p = g->tadj[t.node_index(i)];
-        adj = p ? summarise(ad::View(n->dtype, n->shape, p)) : "0";
-      } else {
-        adj = fmt::format("{:.6g}", g->adj[i]);
-      }
-      out = fmt::format_to(out, "   adj = {}", adj);
-    }
-    out = fmt::format_to(out, "\n");
-  }
-  return out;
+  return fmt::formatter<std::string_view>::format(ad::listing(t), ctx);
 }
