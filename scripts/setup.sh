@@ -41,7 +41,7 @@ case "$mode" in
     ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure -j "$jobs"
     ;;
   sanitize)
-    build "${BUILD_DIR:-build-asan}" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDELTAGRAD_SANITIZE=ON \
+    build "${BUILD_DIR:-build-asan}" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" -DDELTAGRAD_SANITIZE=ON \
       -DDELTAGRAD_BUILD_EXAMPLES=OFF -DDELTAGRAD_BUILD_BENCH=OFF
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
       ctest --test-dir "${BUILD_DIR:-build-asan}" --output-on-failure -j "$jobs"
