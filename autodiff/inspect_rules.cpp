@@ -116,6 +116,16 @@ void rule_terms(const Tape& t, const GradStore& s, std::uint32_t from, std::uint
                     : std::string("not the picked element: nothing added");
   } else if (op == "matmul" && n->args.size() == 2 && !n->scalar_out) {
     matmul_products(t, s, *n, to, element, term);
+  } else if (op == "linear" && n->args.size() == 3) {
+    // z = x·Wᵀ + b: x and W as in a matmul with W transposed; b[j] received Σ_r adj z[r,j].
+    if (to != n->args[2]) {
+      matmul_products(t, s, *n, to, element, term);
+    } else if (const auto g = adjoint_of(t, s, n->entry)) {
+      const std::int64_t cols = n->shape[1];
+      for (std::int64_t r = 0; r < n->shape[0]; ++r)
+        term.products.push_back({.factor_label = "1", .factor = 1.0, .adjoint_entry = n->entry,
+                                 .adjoint_element = r * cols + element, .adjoint = g->flat(r * cols + element)});
+    }
   } else if ((op == "add" || op == "sub" || op == "mul") && n->args.size() == 2 && !n->scalar_out &&
              t.shape_of_entry(to) != n->shape) {
     broadcast_products(t, s, *n, to, element, term);

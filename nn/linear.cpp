@@ -37,7 +37,7 @@ ad::Tensor Linear::forward(const ad::Tensor& x) {
   ad::Tape& tape = *x.tape();
   const ad::Tensor W = W_->record(tape);
   const ad::Tensor b = b_->record(tape);
-  return tape.name(ad::matmul(x, W, false, true) + b, z_name_);
+  return tape.name(ad::linear(x, W, b), z_name_);
 }
 
 }  // namespace nn

@@ -2,12 +2,13 @@
 //
 // Layer l holds W^(l) of shape [s_l, s_{l-1}] = [out, in] and b^(l) of length s_l = out, and maps
 // its input x^(l) to z^(l) = W^(l) x^(l) + b^(l).  A batch stores one sample per row, x of shape
-// [B, in], so the batch form is z = x·Wᵀ + b, of shape [B, out]: the matrix product reads W
-// transposed through a BLAS flag (nothing is copied) and b is broadcast over the rows.  The
+// [B, in], so the batch form is z = x·Wᵀ + b, of shape [B, out], recorded as one ad::linear entry:
+// the product reads W transposed through a BLAS flag (nothing is copied) and b is added to every
+// row.  The
 // parameters are named `layer<l>.W` and `layer<l>.b` and the output `layer<l>.z`, so after a
 // sweep δ^(l) = ∂J/∂z^(l) is g["layer<l>.z"].
 //
-// No backward code here: matmul and + carry their own rules.  Their adjoints give
+// No backward code here: ad::linear carries the rule.  Its adjoints give
 // ∂J/∂W = δᵀ·x (the seed's δ^(l) (x^(l))ᵀ summed over the batch) and ∂J/∂b = Σ_rows δ.
 #pragma once
 

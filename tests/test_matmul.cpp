@@ -3,6 +3,7 @@
 // dimensions), f32 against f64, error messages, and the BLAS library that was loaded.
 #include <doctest/doctest.h>
 
+#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -313,4 +314,34 @@ TEST_CASE("matmul: README layer snippet agrees with the same layer written by br
   for (std::int64_t i = 0; i < dw_mm.size(); ++i) CHECK(dw_mm[i] == doctest::Approx(dw_bc[i]).epsilon(1e-12));
   for (std::int64_t i = 0; i < db_mm.size(); ++i) CHECK(db_mm[i] == doctest::Approx(db_bc[i]).epsilon(1e-12));
   for (std::int64_t i = 0; i < dw_mm.size(); ++i) CHECK(dw_mm[i] != 0.0);
+}
+
+TEST_CASE("linear: z = x·Wᵀ + b equals matmul plus broadcast bias; Jacobians in x, W and b") {
+  for (const auto& [rows, in, out] : {std::array<std::int64_t, 3>{3, 4, 2}, {1, 5, 3}, {4, 1, 1}}) {
+    const auto x = jacobian::random({rows, in}, 31), W = jacobian::random({out, in}, 32), b = jacobian::random({out}, 33);
+    ad::Tape tape;
+    const ad::Tensor tx = tape.leaf(x), tw = tape.leaf(W), tb = tape.leaf(b);
+    const auto fused = linear(tx, tw, tb).value().as<double>();
+    const auto composed = (matmul(tx, tw, false, true) + tb).value().as<double>();
+    REQUIRE(fused.size() == composed.size());
+    for (std::size_t i = 0; i < fused.size(); ++i) CHECK(fused[i] == doctest::Approx(composed[i]).epsilon(1e-15));
+    jacobian::check([](ad::Tape&, std::span<const ad::Tensor> v) { return linear(v[0], v[1], v[2]); }, {x, W, b});
+    // x also feeds another op: the rule must add to that contribution.
+    jacobian::check([](ad::Tape&, std::span<const ad::Tensor> v) { return tanh(linear(v[0], v[1], v[2])) * sum(v[0]); },
+                    {x, W, b});
+  }
+}
+
+TEST_CASE("linear: shape and dtype errors name the operands and record nothing") {
+  ad::Tape tape;
+  const ad::Tensor x = tape.name(tape.leaf(jacobian::random({2, 3}, 34)), "x");
+  const ad::Tensor W = tape.name(tape.leaf(jacobian::random({4, 5}, 35)), "W1");
+  const ad::Tensor b = tape.name(tape.leaf(jacobian::random({4}, 36)), "b1");
+  const ad::Tensor bf = tape.leaf(ad::Array<float>::full(ad::Shape{4}, 1.0f));
+  const std::size_t before = tape.size();
+  CHECK_THROWS_WITH_AS(linear(x, W, b), doctest::Contains("linear: expected x [B,in], W [out,in], b [out]: x is f64[2,3], W1 is f64[4,5], b1 is f64[4]"),
+                       ad::ShapeError);
+  const ad::Tensor W2 = tape.leaf(jacobian::random({4, 3}, 37));
+  CHECK_THROWS_AS(linear(x, W2, bf), ad::DTypeError);
+  CHECK(tape.size() == before + 1);  // only W2
 }

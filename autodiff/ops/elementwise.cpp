@@ -28,7 +28,8 @@ namespace {
 template <class R>
 void unary_backward(BackwardContext& c) {
   dispatch(c.node().dtype, [&]<class T>() {
-    T* dx = c.arg_grad<T>(0);
+    bool fresh = false;
+    T* dx = c.arg_grad_or_fresh<T>(0, fresh);
     if (!dx) return;
     const T* x = c.arg_value<T>(0);
     const T* y = c.value<T>();
@@ -36,9 +37,9 @@ void unary_backward(BackwardContext& c) {
     const T p = static_cast<T>(c.params().c);
     const std::int64_t n = numel(c.node().shape);
     if constexpr (requires { R::chain(T(0), T(0), T(0), T(0)); }) {
-      for (std::int64_t i = 0; i < n; ++i) dx[i] += R::chain(g[i], x[i], y[i], p);
+      ops::accumulate(dx, fresh, n, [&](std::int64_t i) { return R::chain(g[i], x[i], y[i], p); });
     } else {
-      for (std::int64_t i = 0; i < n; ++i) dx[i] += g[i] * R::df(x[i], y[i], p);
+      ops::accumulate(dx, fresh, n, [&](std::int64_t i) { return g[i] * R::df(x[i], y[i], p); });
     }
   });
 }
@@ -74,16 +75,17 @@ void binary_backward(BackwardContext& c) {
       const Node& nb = c.arg_node(1);
       const T* a = static_cast<const T*>(na.data);
       const T* b = static_cast<const T*>(nb.data);
-      T* da = c.arg_grad<T>(0);
-      T* db = c.arg_grad<T>(1);
       if (na.shape == nb.shape) {  // no broadcast: flat loops
         const std::int64_t n = numel(na.shape);
-        if (da)
-          for (std::int64_t i = 0; i < n; ++i) da[i] += g[i] * R::da(a[i], b[i], y[i]);
-        if (db)
-          for (std::int64_t i = 0; i < n; ++i) db[i] += g[i] * R::db(a[i], b[i], y[i]);
+        bool fresh = false;
+        if (T* da = c.arg_grad_or_fresh<T>(0, fresh))
+          ops::accumulate(da, fresh, n, [&](std::int64_t i) { return g[i] * R::da(a[i], b[i], y[i]); });
+        if (T* db = c.arg_grad_or_fresh<T>(1, fresh))
+          ops::accumulate(db, fresh, n, [&](std::int64_t i) { return g[i] * R::db(a[i], b[i], y[i]); });
         return;
       }
+      T* da = c.arg_grad<T>(0);
+      T* db = c.arg_grad<T>(1);
       const ops::Broadcast p(na.shape, nb.shape);  // checked when the op was recorded
       if (da) ops::sum_to_operand(da, 0, p, [&](std::int64_t o, std::int64_t ia, std::int64_t ib) {
         return g[o] * R::da(a[ia], b[ib], y[o]);
@@ -106,8 +108,9 @@ void binary_backward(BackwardContext& c) {
       const auto partial_v = [&](std::int64_t o) {
         return var_arg == 0 ? R::da(s, x[o], y[o]) : R::db(x[o], s, y[o]);
       };
-      if (T* dx = c.arg_grad<T>(t))
-        for (std::int64_t i = 0; i < n; ++i) dx[i] += g[i] * partial_t(i);
+      bool fresh = false;
+      if (T* dx = c.arg_grad_or_fresh<T>(t, fresh))
+        ops::accumulate(dx, fresh, n, [&](std::int64_t i) { return g[i] * partial_t(i); });
       double sum = 0.0;
       ops::sum_to_operand(&sum, var_arg, p, [&](std::int64_t o, std::int64_t, std::int64_t) { return g[o] * partial_v(o); });
       c.arg_scalar_grad(var_arg) += sum;

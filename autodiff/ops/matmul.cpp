@@ -93,6 +93,20 @@ void matmul_backward(BackwardContext& c) {
   });
 }
 
+/// matmul's rule for x and W (read as op(W) = Wᵀ), then db[j] += Σ_r G[r,j]: each bias element
+/// was added to every row.
+void linear_backward(BackwardContext& c) {
+  matmul_backward(c);
+  dispatch(c.node().dtype, [&]<class T>() {
+    T* db = c.arg_grad<T>(2);
+    if (!db) return;
+    const T* g = c.grad<T>();
+    const std::int64_t rows = c.node().shape[0], cols = c.node().shape[1];
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t j = 0; j < cols; ++j) db[j] += g[r * cols + j];
+  });
+}
+
 std::string transposed(const Tensor& t, const char* fallback, bool flag) {
   return ops::operand(t, fallback) + (flag ? "^T" : "");
 }
@@ -140,6 +154,39 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose
     p.i0 = transpose_a;
     p.i1 = transpose_b;
     return ops::record_tensor(tape, op, a.dtype(), out, cv, {a.index(), b.index()}, matmul_backward, p);
+  });
+}
+
+/// z = x·Wᵀ + b in one entry: the seed's z^(l) = W^(l) x^(l) + b^(l) for a batch x [B, in] with one
+/// sample a row, W [out, in] and b [out]; z is [B, out].  The bias rows are written first and the
+/// product added onto them by BLAS (beta = 1), so z costs one pass.
+/// Derivative, with upstream adjoint G = ∂J/∂z:  dx = G·W,  dW = Gᵀ·x,  db = Σ_rows G.
+/// Throws ShapeError unless x is 2-D, W is 2-D with W's columns equal to x's columns, and b has
+/// W's row count; DTypeError for mixed element types.
+Tensor linear(const Tensor& x, const Tensor& W, const Tensor& b) {
+  constexpr const char* op = "linear";
+  Tape& tape = ops::tape_of(x, W, op);
+  ops::tape_of(x, b, op);
+  ops::check_same_dtype(x, W, op);
+  ops::check_same_dtype(x, b, op);
+  const Shape sx = x.shape(), sw = W.shape(), sb = b.shape();
+  if (sx.size() != 2 || sw.size() != 2 || sb.size() != 1 || sx[1] != sw[1] || sb[0] != sw[0])
+    throw ShapeError(fmt::format("{}: expected x [B,in], W [out,in], b [out]: {}, {}, {}", op,
+                                 ops::describe_operand(x, "x"), ops::describe_operand(W, "W"),
+                                 ops::describe_operand(b, "b")));
+  const std::int64_t rows = sx[0], in = sx[1], out = sw[0];
+  return dispatch(x.dtype(), [&]<class T>() {
+    const T* xv = static_cast<const T*>(x.node().data);
+    const T* wv = static_cast<const T*>(W.node().data);
+    const T* bv = static_cast<const T*>(b.node().data);
+    T* z = tape.allocate_elements<T>(rows * out);
+    for (std::int64_t r = 0; r < rows; ++r) std::copy_n(bv, out, z + r * out);
+    blas::gemm<T>(false, true, rows, out, in, T(1), xv, in, wv, in, T(1), z, out);
+    NodeParams p;
+    p.i0 = 0;  // the flags matmul_backward reads: x as stored, W transposed
+    p.i1 = 1;
+    return ops::record_tensor(tape, op, x.dtype(), Shape{rows, out}, z, {x.index(), W.index(), b.index()},
+                              linear_backward, p);
   });
 }
 

@@ -56,6 +56,9 @@ Tensor pow(const Tensor& x, double p);
 /// Derivative of C = A·B with upstream adjoint G: dA = G·Bᵀ, dB = Aᵀ·G (a shared operand sums over
 /// the batch).  Empty dimensions are allowed (k = 0 gives zeros).  Runs through ad::blas (blas.hpp).
 Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a = false, bool transpose_b = false);
+/// z = x·Wᵀ + b as one entry (a dense layer in the seed's orientation: W is [out, in], x [B, in] holds
+/// one sample a row, b is [out]; z is [B, out]).  dx = G·W, dW = Gᵀ·x, db = Σ_rows G.
+Tensor linear(const Tensor& x, const Tensor& W, const Tensor& b);
 
 // ---- shape (ops/shape.cpp) -------------------------------------------------------------------------
 /// Swaps the last two dimensions (a 2-D transpose; batched for rank 3-4).

@@ -6,6 +6,7 @@
 //   3. record the node with its backward rule (record_tensor), which is written right beside it.
 #pragma once
 
+#include <cstdint>
 #include <initializer_list>
 
 #include "autodiff/tape.hpp"
@@ -30,5 +31,16 @@ std::string describe_operand(const Tensor& t, const char* fallback);
 /// shape; `args` are the argument entries.  The node needs a gradient iff any argument does.
 Tensor record_tensor(Tape& tape, const char* op, DType dtype, const Shape& shape, void* data,
                      std::initializer_list<std::uint32_t> args, BackwardFn backward, NodeParams params = {});
+
+/// dst[i] += f(i) for i < n; or dst[i] = f(i) when dst is a fresh adjoint (see
+/// BackwardContext::arg_grad_or_fresh), which saves zeroing it first and reading it back.
+template <class T, class F>
+void accumulate(T* dst, bool fresh, std::int64_t n, F&& f) {
+  if (fresh) {
+    for (std::int64_t i = 0; i < n; ++i) dst[i] = f(i);
+  } else {
+    for (std::int64_t i = 0; i < n; ++i) dst[i] += f(i);
+  }
+}
 
 }  // namespace ad::ops
