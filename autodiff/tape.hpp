@@ -45,6 +45,7 @@ enum class Op : std::uint8_t {
   pow, pow_c, rpow_c,
   exp, log, log1p, sqrt, sin, cos, tan, tanh, sigmoid, relu, abs, softplus, square,
   min, max,
+  expr,  // a fused expression over up to two Vars: its partials are the total derivatives
   rule,
   count_
 };
