@@ -1,8 +1,9 @@
 // ad::Var: a scalar recorded on a tape, and the scalar math.
 //
 // A Var is a small handle (tape, entry, generation) naming a recorded value.  The ops below do not
-// record anything themselves: they compute the value and the local derivatives and return an
-// ad::Expr (autodiff/expr.hpp), which is written to the tape when it becomes a Var:
+// record their result: they compute the value and the local derivatives and return an ad::Expr
+// (autodiff/expr.hpp), which is written to the tape when it becomes a Var (an op whose operands
+// read more than two Vars between them records those operands first):
 //
 //   ad::Var y = tanh(x * w) + b;   // two entries: tanh(x * w) reads two Vars and is one fused
 //                                  // entry; `+ b` makes three, so it is a second entry

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <boost/math/differentiation/autodiff.hpp>
@@ -235,6 +236,7 @@ TEST_CASE("scalar: an auto expression is recorded each time it becomes a Var") {
   const auto before = tape.entries();
   auto e = x * y + 1.0;  // an ad::Expr: nothing recorded yet
   static_assert(std::is_same_v<decltype(e), ad::Expr>);
+  static_assert(sizeof(ad::Expr) <= 48);  // the size README.md states
   CHECK(tape.entries() == before);
   CHECK(e.value() == 0.25);
   CHECK(fmt::format("{}", e) == "0.25");
