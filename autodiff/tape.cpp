@@ -12,7 +12,7 @@ namespace {
 constexpr const char* op_names[] = {
     "sink", "leaf",  "add",  "sub",  "mul",  "div",     "neg",  "add",  "sub",      "sub",  "mul",
     "div",  "div",   "pow",  "pow",  "pow",  "exp",     "log",  "log1p", "sqrt",    "sin",  "cos",
-    "tan",  "tanh",  "sigmoid", "relu", "abs", "softplus", "square", "min", "max", "rule"};
+    "tan",  "tanh",  "sigmoid", "relu", "abs", "softplus", "square", "min", "max", "expr", "rule"};
 static_assert(std::size(op_names) == static_cast<std::size_t>(Op::count_));
 }  // namespace
 

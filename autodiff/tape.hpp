@@ -6,7 +6,9 @@
 //
 // Two kinds of entry share one index space and one sweep:
 //  * scalar entries (ad::Var) are plain data: an op code, up to two argument indices and the local
-//    partial derivative with respect to each, stored in contiguous arrays (32 bytes an entry);
+//    partial derivative with respect to each, stored in contiguous arrays (32 bytes an entry).  An
+//    `expr` entry is a whole source expression over at most two Vars (autodiff/expr.hpp): its
+//    partials are the expression's total derivatives, and the sweep treats it like any other;
 //  * rule entries (tensor ops, and scalar results computed from tensors) carry a Node: the value's
 //    dtype and shape, its elements, its arguments and a backward rule (a plain function pointer).
 //
@@ -45,6 +47,7 @@ enum class Op : std::uint8_t {
   pow, pow_c, rpow_c,
   exp, log, log1p, sqrt, sin, cos, tan, tanh, sigmoid, relu, abs, softplus, square,
   min, max,
+  expr,  // a fused expression over up to two Vars: its partials are the total derivatives
   rule,
   count_
 };

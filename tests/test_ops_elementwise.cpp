@@ -158,17 +158,17 @@ TEST_CASE("ops: unary values and derivatives equal the scalar engine's") {
     ad::Var (*v)(const ad::Var&);
   };
   const Case cases[] = {
-      {"exp", [](const Tensor& x) { return exp(x); }, [](const ad::Var& x) { return exp(x); }},
-      {"tanh", [](const Tensor& x) { return tanh(x); }, [](const ad::Var& x) { return tanh(x); }},
-      {"sigmoid", [](const Tensor& x) { return sigmoid(x); }, [](const ad::Var& x) { return sigmoid(x); }},
-      {"relu", [](const Tensor& x) { return relu(x); }, [](const ad::Var& x) { return relu(x); }},
-      {"softplus", [](const Tensor& x) { return softplus(x); }, [](const ad::Var& x) { return softplus(x); }},
-      {"abs", [](const Tensor& x) { return abs(x); }, [](const ad::Var& x) { return abs(x); }},
-      {"square", [](const Tensor& x) { return square(x); }, [](const ad::Var& x) { return square(x); }},
-      {"neg", [](const Tensor& x) { return -x; }, [](const ad::Var& x) { return -x; }},
-      {"log|x|", [](const Tensor& x) { return log(abs(x)); }, [](const ad::Var& x) { return log(abs(x)); }},
-      {"sqrt|x|", [](const Tensor& x) { return sqrt(abs(x)); }, [](const ad::Var& x) { return sqrt(abs(x)); }},
-      {"pow", [](const Tensor& x) { return pow(abs(x), 2.5); }, [](const ad::Var& x) { return pow(abs(x), 2.5); }},
+      {"exp", [](const Tensor& x) { return exp(x); }, [](const ad::Var& x) -> ad::Var { return exp(x); }},
+      {"tanh", [](const Tensor& x) { return tanh(x); }, [](const ad::Var& x) -> ad::Var { return tanh(x); }},
+      {"sigmoid", [](const Tensor& x) { return sigmoid(x); }, [](const ad::Var& x) -> ad::Var { return sigmoid(x); }},
+      {"relu", [](const Tensor& x) { return relu(x); }, [](const ad::Var& x) -> ad::Var { return relu(x); }},
+      {"softplus", [](const Tensor& x) { return softplus(x); }, [](const ad::Var& x) -> ad::Var { return softplus(x); }},
+      {"abs", [](const Tensor& x) { return abs(x); }, [](const ad::Var& x) -> ad::Var { return abs(x); }},
+      {"square", [](const Tensor& x) { return square(x); }, [](const ad::Var& x) -> ad::Var { return square(x); }},
+      {"neg", [](const Tensor& x) { return -x; }, [](const ad::Var& x) -> ad::Var { return -x; }},
+      {"log|x|", [](const Tensor& x) { return log(abs(x)); }, [](const ad::Var& x) -> ad::Var { return log(abs(x)); }},
+      {"sqrt|x|", [](const Tensor& x) { return sqrt(abs(x)); }, [](const ad::Var& x) -> ad::Var { return sqrt(abs(x)); }},
+      {"pow", [](const Tensor& x) { return pow(abs(x), 2.5); }, [](const ad::Var& x) -> ad::Var { return pow(abs(x), 2.5); }},
   };
   for (const Case& c : cases) {
     CAPTURE(c.name);
