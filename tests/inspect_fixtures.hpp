@@ -48,8 +48,18 @@ struct ScalarNet {
       z2.push_back(tape.name(s + tb2(i), fmt::format("layer2.z[{}]", i)));
     }
     ad::Var m = max(max(z2[0], z2[1]), z2[2]);
-    ad::Var sum = exp(z2[0] - m) + exp(z2[1] - m) + exp(z2[2] - m);
-    loss = tape.name(log(sum) + m - z2[static_cast<std::size_t>(label)], "loss");
+    // Each step is kept in a Var so that it is one entry of its own (a longer expression over at
+    // most two Vars would be fused into one entry).
+    std::vector<ad::Var> e;
+    for (const ad::Var& z : z2) {
+      const ad::Var shifted = z - m;
+      e.push_back(exp(shifted));
+    }
+    ad::Var sum = e[0] + e[1];
+    sum = sum + e[2];
+    const ad::Var lse = log(sum);
+    const ad::Var lse_m = lse + m;
+    loss = tape.name(lse_m - z2[static_cast<std::size_t>(label)], "loss");
   }
 };
 

@@ -31,9 +31,11 @@ TEST_CASE("inspect: step-through contributions sum exactly to every scalar adjoi
   ad::Var x = tape.name(tape.variable(0.7), "x");
   ad::Var y = tape.name(tape.variable(-1.3), "y");
   ad::Var u = tape.name(x * y + sin(x), "u");
-  ad::Var v = tape.name(u * u / (1.0 + exp(y)), "v");
+  ad::Var uu = u * u;                 // one entry reading u twice
+  ad::Var v = tape.name(uu / (1.0 + exp(y)), "v");
+  ad::Var u3 = pow(u, 3.0);
   ad::Var off = tape.name(x * -2.0, "off");  // relu(off) = 0 with partial 0: nothing flows into off
-  ad::Var out = tape.name(tanh(v) + x * 3.0 - pow(u, 3.0) + relu(off), "out");
+  ad::Var out = tape.name(tanh(v) + x * 3.0 - u3 + relu(off), "out");
   tape.name(exp(x), "unused");  // recorded after the output: not swept
 
   const ad::StepLog log = ad::step_through(tape, out);
@@ -47,7 +49,7 @@ TEST_CASE("inspect: step-through contributions sum exactly to every scalar adjoi
     for (const auto& term : t.terms)
       if (term.from != 0) CHECK(term.amount == term.partial * term.incoming);
   }
-  // u is used three times (u·u counts twice, pow once): three terms, each partial × adjoint.
+  // u is read three times (u·u twice, pow once): three terms, each partial × adjoint.
   const auto tu = log.terms("u");
   CHECK(tu.terms.size() == 3);
   CHECK(log.terms("out").terms.size() == 1);  // the seed
@@ -187,7 +189,8 @@ TEST_CASE("inspect: check_finite names the entry whose value is first NaN or inf
     ad::Var p = tape.name(tape.variable(0.25), "p");
     ad::Var q = tape.name(tape.variable(0.0), "q");
     ad::Var ok = tape.name(log(p), "fine");
-    ad::Var bad = tape.name(log(q) * ok, "prod");
+    ad::Var lq = log(q);  // its own entry (inside a longer expression it would be fused)
+    ad::Var bad = tape.name(lq * ok, "prod");
     (void)bad;
     try {
       ad::check_finite(tape);
