@@ -64,6 +64,8 @@ class Gradients {
 
  private:
   void check(const char* what) const;
+  [[noreturn]] static void throw_stale(const char* what);
+  [[noreturn]] static void throw_after(const char* what);
   std::shared_ptr<GradStore> s_;
 };
 
@@ -115,6 +117,19 @@ class BackwardContext {
 #include "autodiff/tape.hpp"
 
 namespace ad {
+
+inline void Gradients::check(const char* what) const {
+  if (s_->generation != s_->tape->generation()) [[unlikely]]
+    throw_stale(what);
+}
+
+inline double Gradients::operator[](const Var& x) const {
+  check("Gradients[Var]");
+  s_->tape->check(x.tape(), x.generation(), x.index(), "Gradients[Var]");
+  if (x.index() >= s_->adj.size()) [[unlikely]]
+    throw_after("Gradients[Var]");
+  return s_->adj[x.index()];
+}
 
 inline const NodeParams& BackwardContext::params() const { return node_.params; }
 

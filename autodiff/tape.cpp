@@ -85,7 +85,6 @@ bool Tape::requires_grad(std::uint32_t entry) const {
   return n == nullptr || n->requires_grad;
 }
 
-Var Tape::variable(double v) { return Var(this, push(Op::leaf, v, 0, 0.0, 0, 0.0), generation_); }
 
 Var Tape::name(Var v, std::string_view name) {
   check(v.tape(), v.generation(), v.index(), "Tape::name");
@@ -201,6 +200,7 @@ void Tape::sweep(Gradients& g, std::uint32_t last) const {
       backward_step(g, i);
       continue;
     }
+    if ((w << 6) == 0) continue;  // no arguments (a leaf): its partials need not be read
     const double gi = adj[i];
     if (gi == 0.0) continue;
     adj[w & max_entries] += partial[2 * i] * gi;
@@ -273,17 +273,12 @@ void* GradStore::tensor_adjoint(std::size_t k, const Node& n, bool& fresh) {
 
 const Tape& Gradients::tape() const { return *s_->tape; }
 
-void Gradients::check(const char* what) const {
-  if (s_->generation != s_->tape->generation())
-    throw StaleHandleError(fmt::format("{}: these gradients were taken before tape.clear()", what));
+void Gradients::throw_stale(const char* what) {
+  throw StaleHandleError(fmt::format("{}: these gradients were taken before tape.clear()", what));
 }
 
-double Gradients::operator[](const Var& x) const {
-  check("Gradients[Var]");
-  s_->tape->check(x.tape(), x.generation(), x.index(), "Gradients[Var]");
-  if (x.index() >= s_->adj.size())
-    throw InvalidArgument("Gradients[Var]: the value was recorded after this gradient was taken");
-  return s_->adj[x.index()];
+void Gradients::throw_after(const char* what) {
+  throw InvalidArgument(fmt::format("{}: the value was recorded after this gradient was taken", what));
 }
 
 View Gradients::adjoint(std::uint32_t entry) const {

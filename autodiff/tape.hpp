@@ -251,6 +251,8 @@ struct fmt::formatter<ad::Tape> : fmt::formatter<std::string_view> {
 
 namespace ad {
 
+inline Var Tape::variable(double v) { return Var(this, push(Op::leaf, v, 0, 0.0, 0, 0.0), generation_); }
+
 template <Element T>
 Tensor Tape::push_leaf(const Array<T>& a, bool requires_grad) {
   Node n;
