@@ -17,6 +17,7 @@ namespace ad {
 
 class Tape;
 class Var;
+class Expr;
 class Tensor;
 struct Node;
 struct NodeParams;
@@ -44,6 +45,9 @@ class Gradients {
 
   /// dy/dx for a scalar x.
   double operator[](const Var& x) const;
+  /// Not an unrecorded expression: converting it would record a new entry after this gradient was
+  /// taken.  Keep the value in an ad::Var before taking the gradient, and look that up.
+  double operator[](const Expr& e) const = delete;
   /// dy/dt for a tensor t: same dtype and shape as t (zeros where nothing flowed in).
   View operator[](const Tensor& t) const;
   /// The adjoint of the latest entry with this name; throws InvalidArgument if none.

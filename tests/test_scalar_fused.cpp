@@ -294,3 +294,11 @@ TEST_CASE("scalar: bad handles in expressions throw before anything is recorded"
     }
   }
 }
+
+// Looking up an unrecorded expression would record it after the sweep: it must not compile, while
+// the lookup of a Var does.  (The check sits in a concept: outside a template an invalid requirement
+// is a hard error rather than false.)
+template <class T>
+concept LookedUpInGradients = requires(const ad::Gradients& g, const T& v) { g[v]; };
+static_assert(!LookedUpInGradients<ad::Expr>);
+static_assert(LookedUpInGradients<ad::Var>);
