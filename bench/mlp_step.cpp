@@ -3,7 +3,9 @@
 // tape.  Both run in this program, interleaved, from the same weights; medians are printed as
 //   mlp_step batch=<B> tape_us=<> ref_us=<> ratio=<tape/ref>
 // Before timing, one step of each from identical weights is compared (max_weight_diff), so the
-// two do the same arithmetic.
+// two do the same arithmetic.  When CMake found libtorch (DELTAGRAD_HAVE_TORCH), the same step
+// in libtorch runs as a third contestant in the same loop, and the line goes on with
+//   torch_us=<> tape_vs_torch=<tape/torch> max_weight_diff_torch=<>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -13,11 +15,16 @@
 #include <fmt/core.h>
 
 #include "autodiff/blas.hpp"
+#include "bench_util.hpp"
 #include "nn/nn.hpp"
+#ifdef DELTAGRAD_HAVE_TORCH
+#include "libtorch/torch_bench.hpp"
+#endif
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using bench::Clock;
+using bench::median;
 
 /// The hand-written step.  Row-major buffers, one sample per row; W^(l) is [out, in] as in nn.
 struct Reference {
@@ -110,15 +117,21 @@ struct Reference {
   }
 };
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
+double us_since(Clock::time_point t0, Clock::time_point t1) { return 1e6 * bench::seconds_between(t0, t1); }
+
+double max_abs_diff(const std::vector<float>& a, const float* b) {
+  double d = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) d = std::max(d, static_cast<double>(std::abs(a[i] - b[i])));
+  return d;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   const double seconds_per_batch = argc > 1 ? std::atof(argv[1]) : 3.0;
+#ifdef DELTAGRAD_HAVE_TORCH
+  fmt::print("# {}\n", bench::torch_prepare(argv));  // first: it may re-execute the program
+#endif
   fmt::print("# {}\n", ad::blas::info());
   const std::vector<std::int64_t> sizes{784, 256, 128, 10};
   const float lr = 0.01f;
@@ -132,6 +145,9 @@ int main(int argc, char** argv) {
 
     nn::MLP net(sizes, nn::relu, rng);
     Reference ref(net, lr);
+#ifdef DELTAGRAD_HAVE_TORCH
+    bench::TorchStep torch_step(sizes, ref.W, ref.b, x.data(), y.data(), B, lr);
+#endif
     nn::SGD opt(net.parameters(), {.lr = lr});
     ad::Tape tape;
     auto tape_step = [&] {
@@ -144,11 +160,15 @@ int main(int argc, char** argv) {
     const double loss_tape = tape_step();
     const double loss_ref = ref.step(x.data(), y.data(), B);
     double diff = 0;
-    for (int l = 1; l <= 3; ++l) {
-      const auto& w = net.linear(l).weight().array<float>();
-      for (std::int64_t i = 0; i < w.size(); ++i)
-        diff = std::max(diff, static_cast<double>(std::abs(w[i] - ref.W[static_cast<std::size_t>(l)][static_cast<std::size_t>(i)])));
-    }
+    for (int l = 1; l <= 3; ++l)
+      diff = std::max(diff, max_abs_diff(ref.W[static_cast<std::size_t>(l)], net.linear(l).weight().array<float>().data()));
+#ifdef DELTAGRAD_HAVE_TORCH
+    torch_step.step();
+    double diff_torch = 0;
+    for (int l = 1; l <= 3; ++l)
+      diff_torch = std::max(diff_torch, max_abs_diff(torch_step.weight(l), ref.W[static_cast<std::size_t>(l)].data()));
+    std::vector<double> t_torch;
+#endif
 
     std::vector<double> t_tape, t_ref;
     const auto budget = Clock::now() + std::chrono::duration<double>(seconds_per_batch);
@@ -158,13 +178,23 @@ int main(int argc, char** argv) {
       const auto t1 = Clock::now();
       ref.step(x.data(), y.data(), B);
       const auto t2 = Clock::now();
+#ifdef DELTAGRAD_HAVE_TORCH
+      torch_step.step();
+      const auto t3 = Clock::now();
+      if (rep >= 3) t_torch.push_back(us_since(t2, t3));
+#endif
       if (rep < 3) continue;  // warm-up
-      t_tape.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
-      t_ref.push_back(std::chrono::duration<double, std::micro>(t2 - t1).count());
+      t_tape.push_back(us_since(t0, t1));
+      t_ref.push_back(us_since(t1, t2));
     }
     const double mt = median(t_tape), mr = median(t_ref);
     fmt::print("mlp_step batch={} tape_us={:.1f} ref_us={:.1f} ratio={:.3f} reps={} loss_tape={:.6f} loss_ref={:.6f} "
-               "max_weight_diff={:.2e}\n",
+               "max_weight_diff={:.2e}",
                B, mt, mr, mt / mr, t_tape.size(), loss_tape, loss_ref, diff);
+#ifdef DELTAGRAD_HAVE_TORCH
+    const double mtorch = median(t_torch);
+    fmt::print(" torch_us={:.1f} tape_vs_torch={:.3f} max_weight_diff_torch={:.2e}", mtorch, mt / mtorch, diff_torch);
+#endif
+    fmt::print("\n");
   }
 }

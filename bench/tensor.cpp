@@ -27,20 +27,17 @@
 
 #include "autodiff/autodiff.hpp"
 #include "autodiff/blas.hpp"
+#include "bench_util.hpp"
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using bench::Clock;
+using bench::median;
 
 double seconds_of(const std::function<void()>& f) {
   const auto t0 = Clock::now();
   f();
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
+  return bench::seconds_between(t0, Clock::now());
 }
 
 std::vector<float> random_floats(std::size_t n, std::mt19937& rng) {
@@ -52,39 +49,20 @@ std::vector<float> random_floats(std::size_t n, std::mt19937& rng) {
 
 // ---- per-op overhead -----------------------------------------------------------------------------
 
-/// A chain of element-wise ops on a one-element tensor, recorded and swept: what the tape costs an
-/// op when there is almost no arithmetic to do.
+/// The op chain of bench::deltagrad_op_chain, 2,000 ops, repeated.
 void bench_op_chain() {
   constexpr int ops = 2000, reps = 51;
   const ad::Array<float> x0({1}, {0.3f});
   ad::Tape tape;
-  double check = 0, t_record = 0, t_sweep = 0;
-  const auto run = [&] {
-    const auto t0 = Clock::now();
-    tape.clear();
-    const ad::Tensor x = tape.leaf(x0);
-    ad::Tensor y = x;
-    for (int i = 0; i < ops; ++i) {
-      switch (i % 3) {
-        case 0: y = y * 1.0001; break;
-        case 1: y = y + 0.5; break;
-        default: y = tanh(y); break;
-      }
-    }
-    const auto t1 = Clock::now();
-    const ad::Gradients g = tape.gradient(y);
-    check += g[x].flat(0);
-    const auto t2 = Clock::now();
-    t_record = std::chrono::duration<double>(t1 - t0).count();
-    t_sweep = std::chrono::duration<double>(t2 - t1).count();
-  };
+  double check = 0;
+  const auto run = [&] { return bench::deltagrad_op_chain(tape, x0, ops, check); };
   for (int i = 0; i < 3; ++i) run();
   std::vector<double> total, record, sweep;
   for (int r = 0; r < reps; ++r) {
-    run();
-    total.push_back(t_record + t_sweep);
-    record.push_back(t_record);
-    sweep.push_back(t_sweep);
+    const bench::ChainTime t = run();
+    total.push_back(t.total());
+    record.push_back(t.record);
+    sweep.push_back(t.sweep);
   }
   if (!std::isfinite(check)) std::abort();
   fmt::print("tensor op_chain_ops={} reps={} op_chain_ns_per_op={:.1f} record_ns_per_op={:.1f} backward_ns_per_op={:.1f}\n",

@@ -1,0 +1,52 @@
+// Small pieces shared by the benchmark programs.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <vector>
+
+#include "autodiff/autodiff.hpp"
+
+namespace bench {
+
+using Clock = std::chrono::steady_clock;
+
+/// The median of v (the upper middle element when v has an even size).
+inline double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+inline double seconds_between(Clock::time_point t0, Clock::time_point t1) {
+  return std::chrono::duration<double>(t1 - t0).count();
+}
+
+/// Seconds spent recording and sweeping one op chain.
+struct ChainTime {
+  double record = 0, sweep = 0;
+  double total() const { return record + sweep; }
+};
+
+/// The op chain: `ops` element-wise ops on a one-element float tensor, cycling y*1.0001, y+0.5,
+/// tanh(y), recorded on `tape` (cleared first) and swept.  What the tape costs an op when there is
+/// almost no arithmetic to do.  Adds dy/dx to `check`, so the work cannot be optimised away.
+inline ChainTime deltagrad_op_chain(ad::Tape& tape, const ad::Array<float>& x0, int ops, double& check) {
+  const auto t0 = Clock::now();
+  tape.clear();
+  const ad::Tensor x = tape.leaf(x0);
+  ad::Tensor y = x;
+  for (int i = 0; i < ops; ++i) {
+    switch (i % 3) {
+      case 0: y = y * 1.0001; break;
+      case 1: y = y + 0.5; break;
+      default: y = tanh(y); break;
+    }
+  }
+  const auto t1 = Clock::now();
+  const ad::Gradients g = tape.gradient(y);
+  check += g[x].flat(0);
+  const auto t2 = Clock::now();
+  return {seconds_between(t0, t1), seconds_between(t1, t2)};
+}
+
+}  // namespace bench
