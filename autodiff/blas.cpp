@@ -6,6 +6,7 @@
 #include <climits>
 #include <cstdlib>
 #include <filesystem>
+#include <string_view>
 #include <type_traits>
 #include <vector>
 
@@ -44,6 +45,11 @@ bool has_avx512() {
 }
 
 bool env_set(const char* name) { return std::getenv(name) != nullptr; }
+
+/// Whether the user chose OpenBLAS's thread count (any of the variables it reads for it).
+bool threads_set() {
+  return env_set("OPENBLAS_NUM_THREADS") || env_set("GOTO_NUM_THREADS") || env_set("OMP_NUM_THREADS");
+}
 
 /// Sets environment defaults for as long as it lives, then removes them again: the variables are
 /// needed only while the library initialises, and should not leak into child processes.
@@ -89,6 +95,17 @@ bool openblas_already_loaded() {
   return ::dlsym(RTLD_DEFAULT, "openblas_get_corename") != nullptr;
 }
 
+}  // namespace
+
+std::vector<Setting> default_settings() {
+  std::vector<Setting> out;
+  if (!env_set("OPENBLAS_CORETYPE") && has_avx512()) out.push_back({"OPENBLAS_CORETYPE", "SkylakeX"});
+  if (!threads_set()) out.push_back({"OPENBLAS_NUM_THREADS", "1"});
+  return out;
+}
+
+namespace {
+
 Library open_library() {
   Library lib;
   const bool preloaded = openblas_already_loaded();
@@ -100,18 +117,12 @@ Library open_library() {
       if (preloaded) {
         lib.info.core_from = lib.info.threads_from = "preloaded";
       } else {
-        if (env_set("OPENBLAS_CORETYPE"))
-          lib.info.core_from = "user";
-        else if (has_avx512() && env.set("OPENBLAS_CORETYPE", "SkylakeX"))
-          lib.info.core_from = "deltagrad";
-        else
-          lib.info.core_from = "library";
-        if (env_set("OPENBLAS_NUM_THREADS") || env_set("GOTO_NUM_THREADS") || env_set("OMP_NUM_THREADS"))
-          lib.info.threads_from = "user";
-        else if (env.set("OPENBLAS_NUM_THREADS", "1"))
-          lib.info.threads_from = "deltagrad";
-        else
-          lib.info.threads_from = "library";
+        lib.info.core_from = env_set("OPENBLAS_CORETYPE") ? "user" : "library";
+        lib.info.threads_from = threads_set() ? "user" : "library";
+        for (const Setting& s : default_settings())
+          if (env.set(s.name, s.value))
+            (std::string_view(s.name) == "OPENBLAS_CORETYPE" ? lib.info.core_from : lib.info.threads_from) =
+                "deltagrad";
       }
       handle = ::dlopen(name, RTLD_NOW | RTLD_LOCAL);
     }

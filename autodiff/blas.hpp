@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -37,6 +38,19 @@ struct Info {
   std::string core_from;
   std::string threads_from;
 };
+
+/// An environment variable and the value deltagrad gives it while it opens OpenBLAS.
+struct Setting {
+  const char* name;
+  const char* value;
+};
+
+/// The defaults above that apply here and now: OPENBLAS_CORETYPE=SkylakeX if the CPU has AVX-512 and
+/// the variable is unset, OPENBLAS_NUM_THREADS=1 if no thread variable is set; empty when the user
+/// has set both.  load() applies them.  A program in which some other library loads OpenBLAS first
+/// (info().core_from == "preloaded") gets the same configuration by putting these in its
+/// environment before it starts, for instance by re-executing itself once with them set.
+std::vector<Setting> default_settings();
 
 /// Loads and configures the BLAS if that has not happened yet, and returns what was loaded.
 /// Thread-safe; the work is done once per process.  Throws ad::LibraryError (naming the Debian

@@ -7,7 +7,11 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <random>
+#include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "autodiff/autodiff.hpp"
@@ -292,6 +296,45 @@ TEST_CASE("matmul: blas::info reports the loaded library and the configuration c
     CHECK(info.core_from == "deltagrad");
 #endif
   CHECK(&ad::blas::load() == &info);  // loaded once
+}
+
+TEST_CASE("matmul: blas::default_settings are deltagrad's choices, minus what the user set") {
+  ad::blas::load();  // opened before the environment is changed below
+  constexpr const char* names[] = {"OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"};
+  std::vector<std::pair<const char*, std::optional<std::string>>> saved;
+  for (const char* n : names) {
+    const char* v = std::getenv(n);
+    saved.emplace_back(n, v ? std::optional<std::string>(v) : std::nullopt);
+    ::unsetenv(n);
+  }
+  const auto lookup = [](const std::vector<ad::blas::Setting>& s, std::string_view name) -> std::string {
+    for (const auto& [n, v] : s)
+      if (n == name) return v;
+    return "(unset)";
+  };
+#if defined(__x86_64__)
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") &&
+                      __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+#else
+  const bool avx512 = false;
+#endif
+  const auto none_set = ad::blas::default_settings();
+  CHECK(lookup(none_set, "OPENBLAS_CORETYPE") == (avx512 ? "SkylakeX" : "(unset)"));
+  CHECK(lookup(none_set, "OPENBLAS_NUM_THREADS") == "1");
+  CHECK(none_set.size() == (avx512 ? 2u : 1u));
+
+  ::setenv("OMP_NUM_THREADS", "2", 1);  // any thread variable counts as the user's choice
+  CHECK(lookup(ad::blas::default_settings(), "OPENBLAS_NUM_THREADS") == "(unset)");
+  ::setenv("OPENBLAS_CORETYPE", "Haswell", 1);
+  CHECK(ad::blas::default_settings().empty());
+
+  for (const auto& [n, v] : saved) {
+    if (v)
+      ::setenv(n, v->c_str(), 1);
+    else
+      ::unsetenv(n);
+  }
 }
 
 TEST_CASE("matmul: README layer snippet agrees with the same layer written by broadcasting") {

@@ -2,37 +2,28 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include <fmt/core.h>
 #include <torch/torch.h>
 
+#include "autodiff/blas.hpp"
+
 namespace bench {
-
-namespace {
-
-bool has_avx512() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
-         __builtin_cpu_supports("avx512cd");
-}
-
-}  // namespace
 
 std::string torch_prepare(char** argv) {
   // The marker stops a second re-execution if exec'ing ourselves did not keep the variables.
   constexpr const char* marker = "DELTAGRAD_BENCH_REEXEC";
-  if (std::getenv(marker) == nullptr && has_avx512() &&
-      (std::getenv("OPENBLAS_CORETYPE") == nullptr || std::getenv("OPENBLAS_NUM_THREADS") == nullptr)) {
-    ::setenv("OPENBLAS_CORETYPE", "SkylakeX", 0);
-    ::setenv("OPENBLAS_NUM_THREADS", "1", 0);
+  const std::vector<ad::blas::Setting> settings = ad::blas::default_settings();
+  if (!settings.empty() && std::getenv(marker) == nullptr) {
+    for (const ad::blas::Setting& s : settings) ::setenv(s.name, s.value, 0);
     ::setenv(marker, "1", 1);
     ::execv("/proc/self/exe", argv);
-    fmt::print(stderr, "mlp_step: could not re-execute with the OpenBLAS settings ({}); going on\n",
-               std::strerror(errno));
+    fmt::print(stderr, "could not re-execute with the OpenBLAS settings ({}); going on\n", std::strerror(errno));
   }
   ::unsetenv(marker);
   torch::set_num_threads(1);

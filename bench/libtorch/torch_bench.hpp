@@ -12,10 +12,11 @@
 namespace bench {
 
 /// Puts libtorch in its fastest configuration on this kind of machine, before anything else runs.
-/// libtorch links OpenBLAS, which reads OPENBLAS_CORETYPE and OPENBLAS_NUM_THREADS only when the
-/// process starts; so when the CPU has AVX-512 and the user set neither, this re-executes the
-/// program once with OPENBLAS_CORETYPE=SkylakeX and OPENBLAS_NUM_THREADS=1 (a user's own settings
-/// are kept).  It also sets torch's intra-op threads to 1.  Returns a one-line description.
+/// libtorch links OpenBLAS, which reads its environment only when the process starts; so when
+/// ad::blas::default_settings() is not empty, this re-executes the program once with those
+/// settings (a user's own settings are kept), and deltagrad's tape, which then finds OpenBLAS
+/// already loaded, uses the same configuration.  It also sets torch's intra-op threads to 1.
+/// Returns a one-line description.
 std::string torch_prepare(char** argv);
 
 /// One step of an MLP with ReLU hidden layers and softmax-cross-entropy: forward, loss.backward(),
