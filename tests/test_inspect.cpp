@@ -79,7 +79,7 @@ TEST_CASE("inspect: scalar ops with a constant show the constant") {
   CHECK(line_of(ad::listing(tape), q.index()).find("(x, x)") != std::string::npos);
 }
 
-TEST_CASE("inspect: tensor entries show dtype, shape and a summary; full tensors on request") {
+TEST_CASE("inspect: tensor entries show dtype, shape and a summary, and full tensors on request") {
   ad::Tape tape;
   ad::Array<float> a(ad::make_shape({2, 3}), {1.f, -2.f, 3.5f, 4.f, 0.25f, 6.f});
   ad::Array<double> w(ad::make_shape({2, 2}), {0.5, 1.5, -2.5, 3.0});

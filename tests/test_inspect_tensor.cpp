@@ -53,7 +53,7 @@ double products_sum(const ad::Term& t) {
 
 }  // namespace
 
-TEST_CASE("inspect: tensor listing shows shapes, constants, axes; the layer filter takes the layer's ops") {
+TEST_CASE("inspect: tensor listing shows shapes, constants and axes, and the layer filter takes the layer's ops") {
   ad::Tape tape;
   TensorNet net(tape);
   const std::string l = ad::listing(tape);

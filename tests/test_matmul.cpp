@@ -359,7 +359,7 @@ TEST_CASE("matmul: README layer snippet agrees with the same layer written by br
   for (std::int64_t i = 0; i < dw_mm.size(); ++i) CHECK(dw_mm[i] != 0.0);
 }
 
-TEST_CASE("linear: z = x·Wᵀ + b equals matmul plus broadcast bias; Jacobians in x, W and b") {
+TEST_CASE("linear: z = x·Wᵀ + b equals matmul plus broadcast bias, with Jacobians in x, W and b") {
   for (const auto& [rows, in, out] : {std::array<std::int64_t, 3>{3, 4, 2}, {1, 5, 3}, {4, 1, 1}}) {
     const auto x = jacobian::random({rows, in}, 31), W = jacobian::random({out, in}, 32), b = jacobian::random({out}, 33);
     ad::Tape tape;

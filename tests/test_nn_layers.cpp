@@ -132,7 +132,7 @@ TEST_CASE("nn: an identity output layer names one entry both layer<L>.z and laye
   for (std::int64_t i = 0; i < z1.size(); ++i) CHECK(a1.flat(i) == doctest::Approx(std::tanh(z1.flat(i))).epsilon(1e-6));
 }
 
-TEST_CASE("nn: MLPs from the same seed are identical; activations by name") {
+TEST_CASE("nn: MLPs from the same seed are identical, and activations are found by name") {
   nn::Rng r1(9), r2(9), r3(10);
   nn::MLP a({6, 4, 2}, nn::leaky_relu.with_slope(0.2), r1), b({6, 4, 2}, nn::leaky_relu.with_slope(0.2), r2),
       c({6, 4, 2}, nn::leaky_relu, r3);

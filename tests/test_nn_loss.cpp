@@ -135,7 +135,7 @@ TEST_CASE("nn: binary cross-entropy, value and gradient") {
   check_gradient([&](const ad::Tensor& t) { return nn::binary_cross_entropy(t, t.tape()->constant(y)); }, p);
 }
 
-TEST_CASE("nn: losses refuse mismatched shapes and label counts; labels out of range throw IndexError") {
+TEST_CASE("nn: losses refuse mismatched shapes and label counts, and labels out of range throw IndexError") {
   ad::Tape tape;
   ad::Tensor a = tape.leaf(ad::Array<double>(ad::Shape{2, 3}));
   ad::Tensor y = tape.constant(ad::Array<double>(ad::Shape{3, 2}));
