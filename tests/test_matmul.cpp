@@ -269,6 +269,20 @@ TEST_CASE("matmul: blas::gemm rejects bad sizes instead of letting BLAS print an
   CHECK(c[3] == 25.f);
 }
 
+namespace {
+
+/// The instruction sets for which deltagrad picks OpenBLAS's SkylakeX kernels.
+bool cpu_has_avx512() {
+#if defined(__x86_64__)
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
 TEST_CASE("matmul: blas::info reports the loaded library and the configuration chosen") {
   const ad::blas::Info& info = ad::blas::info();
   INFO(fmt::format("{}", info));
@@ -288,13 +302,8 @@ TEST_CASE("matmul: blas::info reports the loaded library and the configuration c
     CHECK(std::getenv("OPENBLAS_NUM_THREADS") == nullptr);
   }
   if (info.core_from == "user") CHECK(std::getenv("OPENBLAS_CORETYPE") != nullptr);
-#if defined(__x86_64__)
-  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") &&
-                      __builtin_cpu_supports("avx512bw") &&
-                      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
-  if (avx512 && !info.core.empty() && info.core_from != "user" && info.core_from != "preloaded")
+  if (cpu_has_avx512() && !info.core.empty() && info.core_from != "user" && info.core_from != "preloaded")
     CHECK(info.core_from == "deltagrad");
-#endif
   CHECK(&ad::blas::load() == &info);  // loaded once
 }
 
@@ -312,13 +321,7 @@ TEST_CASE("matmul: blas::default_settings are deltagrad's choices, minus what th
       if (n == name) return v;
     return "(unset)";
   };
-#if defined(__x86_64__)
-  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") &&
-                      __builtin_cpu_supports("avx512bw") &&
-                      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
-#else
-  const bool avx512 = false;
-#endif
+  const bool avx512 = cpu_has_avx512();
   const auto none_set = ad::blas::default_settings();
   CHECK(lookup(none_set, "OPENBLAS_CORETYPE") == (avx512 ? "SkylakeX" : "(unset)"));
   CHECK(lookup(none_set, "OPENBLAS_NUM_THREADS") == "1");
