@@ -76,12 +76,6 @@ Gradients checked_gradient(Tape& t, const Var& y) {
   return checked(t, y.index());
 }
 
-Gradients checked_gradient(Tape& t, const Tensor& y) {
-  t.check(y.tape(), y.generation(), y.index(), "checked_gradient");
-  if (y.size() != 1)
-    throw ShapeError(fmt::format("checked_gradient: the output must have exactly one element; {} is {}",
-                                 t.label(y.index(), "y"), describe(y.dtype(), y.shape())));
-  return checked(t, y.index());
-}
+Gradients checked_gradient(Tape& t, const Tensor& y) { return checked(t, t.check_output(y, "checked_gradient")); }
 
 }  // namespace ad

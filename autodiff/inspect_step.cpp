@@ -107,13 +107,7 @@ StepLog step_through(Tape& t, const Var& y) {
   return run(t, y.index());
 }
 
-StepLog step_through(Tape& t, const Tensor& y) {
-  t.check(y.tape(), y.generation(), y.index(), "step_through");
-  if (y.size() != 1)
-    throw ShapeError(fmt::format("step_through: the output must have exactly one element; {} is {}",
-                                 t.label(y.index(), "y"), describe(y.dtype(), y.shape())));
-  return run(t, y.index());
-}
+StepLog step_through(Tape& t, const Tensor& y) { return run(t, t.check_output(y, "step_through")); }
 
 // ---- queries -----------------------------------------------------------------------------------------
 

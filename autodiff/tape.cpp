@@ -230,14 +230,19 @@ Gradients Tape::gradient(std::span<const Var> ys, std::span<const double> weight
   return g;
 }
 
-Gradients Tape::gradient(const Tensor& y) {
-  check(y.tape(), y.generation(), y.index(), "gradient");
+std::uint32_t Tape::check_output(const Tensor& y, const char* what) const {
+  check(y.tape(), y.generation(), y.index(), what);
   if (y.size() != 1)
-    throw ShapeError(fmt::format("gradient: the output must have exactly one element; {} is {}",
+    throw ShapeError(fmt::format("{}: the output must have exactly one element; {} is {}", what,
                                  label(y.index(), "y"), describe(y.dtype(), y.shape())));
+  return y.index();
+}
+
+Gradients Tape::gradient(const Tensor& y) {
+  const std::uint32_t e = check_output(y, "gradient");
   Gradients g = start_gradient();
-  seed(g, y.index(), 1.0);
-  sweep(g, y.index());
+  seed(g, e, 1.0);
+  sweep(g, e);
   return g;
 }
 

@@ -199,6 +199,9 @@ class Tape {
     if (owner != this) throw_foreign(what, owner);
     if (generation != generation_ || entry >= size_ || entry == 0) throw_stale(what, generation);
   }
+  /// Checks that y can seed a sweep: a handle of this tape (as check() does) whose value has exactly
+  /// one element (ShapeError otherwise, naming `what`, y and its shape).  Returns y's entry.
+  std::uint32_t check_output(const Tensor& y, const char* what) const;
   /// Whether gradients flow into this entry (scalar entries: always; nodes: requires_grad).
   bool requires_grad(std::uint32_t entry) const;
 

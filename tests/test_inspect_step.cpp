@@ -244,3 +244,20 @@ TEST_CASE("inspect: checked_gradient stops at the first adjoint that turns infin
   for (auto& z : net.z1) CHECK(g[z] == ref[z]);
   CHECK(ad::to_array<double>(g[net.tW1]).values()[5] == ad::to_array<double>(ref[net.tW1]).values()[5]);
 }
+
+TEST_CASE("inspect: a sweep from a tensor output needs one element, in each entry point") {
+  ad::Tape tape;
+  const ad::Tensor x = tape.leaf(ad::Array<double>({2}, {1.0, 2.0}));
+  const ad::Tensor y = tape.name(x * 3.0, "y");
+  const std::size_t entries = tape.size();
+  const auto message = [](const char* what) {
+    return doctest::Contains(fmt::format("{}: the output must have exactly one element; y is f64[2]", what).c_str());
+  };
+  CHECK_THROWS_WITH_AS(tape.gradient(y), message("gradient"), ad::ShapeError);
+  CHECK_THROWS_WITH_AS(ad::step_through(tape, y), message("step_through"), ad::ShapeError);
+  CHECK_THROWS_WITH_AS(ad::checked_gradient(tape, y), message("checked_gradient"), ad::ShapeError);
+  CHECK(tape.size() == entries);  // nothing recorded
+  const ad::Tensor s = sum(y);    // one element: all three accept it and agree
+  CHECK(ad::step_through(tape, s).gradients()[x].flat(1) == tape.gradient(s)[x].flat(1));
+  CHECK(ad::checked_gradient(tape, s)[x].flat(0) == 3.0);
+}
