@@ -10,7 +10,14 @@ cd "$(dirname "$0")/.."
 
 mode=${1:-demo}
 jobs=${JOBS:-$(nproc)}
-required=(g++ cmake make libboost-dev libfmt-dev doctest-dev libopenblas-dev zlib1g-dev)
+# What every mode needs, then what the test modes add: Open MPI (distributed training), Chromium and
+# Graphviz (the tape explorer's browser test), clang with libFuzzer (the loaders' fuzz targets).
+required=(g++ cmake make libboost-dev libfmt-dev doctest-dev libopenblas-dev zlib1g-dev libdnnl-dev)
+case "$mode" in
+  test | sanitize)
+    required+=(libopenmpi-dev openmpi-bin libboost-mpi-dev chromium graphviz clang libclang-rt-14-dev)
+    ;;
+esac
 
 missing=()
 for p in "${required[@]}"; do
