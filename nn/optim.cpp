@@ -11,7 +11,7 @@ Optimizer::Optimizer(ParameterList params) : params_(std::move(params)) {
 
 ad::View Optimizer::gradient_of(const Parameter& p, const ad::Gradients& g, const char* who) const {
   const ad::Tensor& h = p.recorded();
-  if (h.empty() || h.tape() != &g.tape() || h.generation() != g.store().generation)
+  if (h.empty() || h.tape() != &g.tape() || h.generation() != g.generation())
     throw ad::InvalidArgument(fmt::format("{}::step: parameter {} ({}) was not recorded in the computation these "
                                           "gradients come from; run the forward pass after tape.clear() and before "
                                           "tape.gradient()",

@@ -8,8 +8,7 @@
 // made from the input Arrays) and returns its output tensor.  check() then builds the full
 // Jacobian d output / d inputs twice:
 //   (a) by reverse sweeps: one sweep per output element, its adjoint seeded with 1 at that element
-//       and 0 elsewhere (tape.start_gradient, the seed written into the output's adjoint, then
-//       tape.sweep); the adjoints of the input leaves are that row of the Jacobian;
+//       and 0 elsewhere (tape.vjp with a one-hot cotangent); the adjoints of the input leaves are that row of the Jacobian;
 //   (b) by central differences (fourth order, Richardson-extrapolated to sixth; see step_for),
 //       re-recording `build` on a scratch tape for each perturbed copy of the inputs;
 // and compares them entry by entry to 1e-9 relative (doctest CHECKs, the entry named in the
@@ -31,6 +30,7 @@
 #include <random>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -104,16 +104,14 @@ inline Result check(const Build& build, std::vector<ad::Array<double>> inputs, O
   for (const auto& a : inputs) res.cols += a.size();
   for (std::size_t k = 0; k < inputs.size(); ++k)
     for (std::int64_t j = 0; j < inputs[k].size(); ++j)
-      REQUIRE_MESSAGE(inputs[k][j] == original[k][j], "recording changed input ", k, " at ", j);
+      REQUIRE_MESSAGE(std::as_const(inputs[k])[j] == original[k][j], "recording changed input ", k, " at ", j);
 
   // jac[r * cols + c]: d y[r] / d (input element c), inputs laid end to end.
   std::vector<double> jac_ad(static_cast<std::size_t>(res.rows * res.cols));
   for (std::int64_t r = 0; r < res.rows; ++r) {
-    ad::Gradients g = tape.start_gradient();
-    const ad::Node& out = y.node();
-    auto* seed = static_cast<double*>(g.store().tensor_adjoint(tape.node_index(y.index()), out));
+    ad::Array<double> seed(y.shape());
     seed[r] = 1.0;
-    tape.sweep(g, y.index());
+    ad::Gradients g = tape.vjp(y, seed.view());
     for (std::uint32_t e = 1; e < tape.size(); ++e) {  // every adjoint has its value's dtype and shape
       const ad::View adj = g.adjoint(e);
       REQUIRE(adj.dtype() == tape.dtype_of_entry(e));
