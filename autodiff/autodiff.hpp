@@ -2,6 +2,8 @@
 #pragma once
 
 #include "autodiff/array.hpp"
+#include "autodiff/check.hpp"
+#include "autodiff/custom.hpp"
 #include "autodiff/error.hpp"
 #include "autodiff/gradients.hpp"
 #include "autodiff/inspect.hpp"

@@ -1,12 +1,16 @@
 #include "nn/optim.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 namespace nn {
 
-Optimizer::Optimizer(ParameterList params) : params_(std::move(params)) {
-  for (const auto& p : params_)
+Optimizer::Optimizer(ParameterList params) {
+  // A parameter shared by two modules appears in the list once per module; it is updated once.
+  for (auto& p : params) {
     if (!p) throw ad::InvalidArgument("Optimizer: null parameter in the list");
+    if (std::find(params_.begin(), params_.end(), p) == params_.end()) params_.push_back(std::move(p));
+  }
 }
 
 void Optimizer::step(const ad::Gradients& g) {
