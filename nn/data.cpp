@@ -120,13 +120,21 @@ IdxData read_idx(const std::filesystem::path& path) {
       throw DataError(fmt::format("{}: byte offset {}: the dimensions announce {} elements, more than the {} accepted",
                                   path, 4 + 4 * k, count, limits::data_bytes));
   }
-  try {
-    d.bytes.resize(static_cast<std::size_t>(count));
-  } catch (const std::bad_alloc&) {
-    throw DataError(fmt::format("{}: cannot allocate {} bytes for the {} elements the header announces", path, count,
-                                count));
+  // Memory grows with the data that actually arrives (doubling), not with what the header
+  // announces: a 30-byte file announcing 16 GiB fails as truncated, without allocating 16 GiB.
+  std::uint64_t have = 0;
+  while (have < count) {
+    const std::uint64_t chunk = std::min<std::uint64_t>(count - have, std::max<std::uint64_t>(have, 1u << 20));
+    try {
+      d.bytes.resize(static_cast<std::size_t>(have + chunk));
+    } catch (const std::bad_alloc&) {
+      throw DataError(fmt::format("{}: cannot allocate {} bytes for the elements the header announces", path,
+                                  have + chunk));
+    }
+    const std::uint64_t got = in.read(d.bytes.data() + have, chunk);
+    have += got;
+    if (got < chunk) break;
   }
-  const std::uint64_t have = in.read(d.bytes.data(), count);
   if (have < count)
     throw DataError(fmt::format("{}: byte offset {}: file is truncated: the header announces {} elements ({} bytes "
                                 "from offset {}) but only {} follow",

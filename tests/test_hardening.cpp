@@ -285,6 +285,16 @@ TEST_CASE("hardening: an IDX gzip bomb stops at the announced size plus a small 
   CHECK(nn::read_idx(dir / "ok").bytes.size() == 10);
 }
 
+TEST_CASE("hardening: an IDX header announcing 2^33 elements in a tiny file fails as truncated without allocating them") {
+  TempDir dir;
+  Bytes b{0, 0, 0x08, 2, 0, 0, 0, 4, 0x80, 0, 0, 0};  // [4, 2^31]
+  b.resize(b.size() + 100, 7);
+  write_bytes(dir / "huge", b);
+  const std::string m = error_of<nn::DataError>([&] { nn::read_idx(dir / "huge"); });
+  CHECK(contains(m, "byte offset 112: file is truncated: the header announces 8589934592 elements"));
+  CHECK(contains(m, "but only 100 follow"));
+}
+
 // ---- CSV ---------------------------------------------------------------------------------------------
 
 TEST_CASE("hardening: CSV label 2147483647 with classes = 0 is refused instead of overflowing") {
