@@ -587,3 +587,26 @@ TEST_CASE("hardening: lr = 1e6 stops fit at the diverging step with the last goo
   const auto off = run(100, false, &unused);
   CHECK(!all_finite(*off));
 }
+
+TEST_CASE("hardening: the README's reliability snippet runs") {
+  TempDir dir;
+  const nn::Dataset train = two_blobs();
+  bool stopped = false;
+  // --- as in the README ---
+  nn::Rng rng(1);
+  nn::MLP net({2, 8, 2}, nn::relu, nn::identity, rng);
+  nn::SGD opt(net.parameters(), {.lr = 0.1});
+  try {
+    nn::fit(net, opt, train, rng, {.epochs = 5, .out = nullptr});
+  } catch (const nn::TrainingError& e) {
+    stopped = true;
+  }
+  nn::save(net, dir / "model.npz");
+  // ---
+  CHECK(!stopped);
+  CHECK(all_finite(net));
+  nn::Rng other(9);
+  nn::MLP back({2, 8, 2}, nn::relu, nn::identity, other);
+  nn::load(back, dir / "model.npz");
+  CHECK(weights(back) == weights(net));
+}
