@@ -85,8 +85,9 @@ class Snapshot {
   void take() {
     for (std::size_t i = 0; i < params_.size(); ++i) {
       const ad::View v = params_[i]->view();
-      const auto* b = static_cast<const std::byte*>(v.data());
-      saved_[i].assign(b, b + v.size() * static_cast<std::int64_t>(ad::size_of(v.dtype())));
+      const auto bytes = static_cast<std::size_t>(v.size()) * ad::size_of(v.dtype());
+      if (saved_[i].size() != bytes) saved_[i].resize(bytes);
+      if (bytes) std::memcpy(saved_[i].data(), v.data(), bytes);
     }
   }
   void restore() const {
