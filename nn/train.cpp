@@ -2,6 +2,8 @@
 
 #include <chrono>
 
+#include "autodiff/blas.hpp"
+
 #include <unistd.h>
 
 namespace nn {
@@ -58,6 +60,12 @@ std::string duration(double s) {
 
 }  // namespace
 
+std::string compute_summary() {
+  const ad::blas::Info i = ad::blas::info();
+  return fmt::format("backend {} ({}), {} thread{}", i.backend, i.isa.empty() ? "unknown isa" : i.isa, i.num_threads,
+                     i.num_threads == 1 ? "" : "s");
+}
+
 std::vector<EpochReport> fit(Module& net, Optimizer& opt, const Dataset& train, Rng& rng, const FitOptions& o) {
   if (o.epochs < 0 || o.batch_size <= 0)
     throw ad::InvalidArgument(fmt::format("fit: epochs {} must be >= 0 and batch_size {} > 0", o.epochs, o.batch_size));
@@ -66,6 +74,7 @@ std::vector<EpochReport> fit(Module& net, Optimizer& opt, const Dataset& train, 
   std::vector<EpochReport> reports;
   ad::Tape tape;
   const auto n = static_cast<double>(train.size());
+  if (o.out) fmt::print(o.out, "fit: {} samples, batch {}, {}\n", train.size(), o.batch_size, compute_summary());
   for (int epoch = 1; epoch <= o.epochs; ++epoch) {
     EpochReport r;
     r.epoch = epoch;

@@ -59,8 +59,13 @@ struct EpochReport {
   Evaluation validation;         ///< zeros unless FitOptions::validation was given
 };
 
+/// "backend onednn (avx512_core), 2 threads": where matrix products run (ad::blas::info()); fit
+/// prints it on its first line.
+std::string compute_summary();
+
 /// Trains `net` with `opt` on shuffled mini-batches of `train` for the given number of epochs.
 /// One tape is reused for every step (tape.clear() keeps its memory).  Returns one report per epoch.
+/// With an output stream, the first line names the training set, batch size and compute_summary().
 std::vector<EpochReport> fit(Module& net, Optimizer& opt, const Dataset& train, Rng& rng, const FitOptions& options = {});
 
 }  // namespace nn
