@@ -118,11 +118,13 @@ struct Reference {
         for (std::int64_t i = 0; i < B * k; ++i) dprev[i] = ap[i] > 0.0f ? dprev[i] : 0.0f;
       }
     }
-    // Update (9.14/9.15).
+    // Update (9.14/9.15), over the same threads as nn::SGD.
     for (std::size_t l = 1; l <= L; ++l) {
       float* w = W[l].data();
       const float* g = dW[l].data();
-      for (std::size_t i = 0; i < W[l].size(); ++i) w[i] -= lr * g[i];
+      ad::backend::parallel_for(static_cast<std::int64_t>(W[l].size()), 32768, [&](std::int64_t b, std::int64_t e) {
+        for (std::int64_t i = b; i < e; ++i) w[i] -= lr * g[i];
+      });
       float* bb = b[l].data();
       const float* gb = db[l].data();
       for (std::size_t i = 0; i < b[l].size(); ++i) bb[i] -= lr * gb[i];
