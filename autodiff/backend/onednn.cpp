@@ -73,8 +73,9 @@ struct Engine {
   std::string version;
 };
 
+// Never destroyed: the pool's threads (and their streams) may outlive other statics at exit.
 const Engine& engine() {
-  static const Engine e = [] {
+  static const Engine& e = *new Engine([] {
     Engine e;
     try {
       OneThread one;
@@ -97,7 +98,7 @@ const Engine& engine() {
       e.ok = false;
     }
     return e;
-  }();
+  }());
   return e;
 }
 
