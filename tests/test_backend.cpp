@@ -232,3 +232,54 @@ TEST_CASE("backend: thread count and backend settings, with errors for bad value
   ad::blas::set_backend(ad::blas::Backend::openblas);
   CHECK(ad::blas::info().backend == "openblas");
 }
+
+TEST_CASE("backend: README snippet sets threads and backend and runs a loop over ranges") {
+  Restore restore;
+  const std::int64_t n = 100000;
+  const float lr = 0.5f;
+  std::vector<float> w(static_cast<std::size_t>(n), 1.0f), g(static_cast<std::size_t>(n), 2.0f);
+  // The README's snippet, verbatim:
+  ad::backend::set_threads(1);                         // 0: back to the default
+  ad::blas::set_backend(ad::blas::Backend::openblas);  // float32 on OpenBLAS too
+  fmt::print("{}\n", ad::blas::info());  // backend=openblas isa=SkylakeX threads=1 threads_from=code ...
+  ad::backend::parallel_for(n, 32768, [&](std::int64_t begin, std::int64_t end) {  // your own loop
+    for (std::int64_t i = begin; i < end; ++i) w[i] -= lr * g[i];                   // ranges >= 32768
+  });
+  CHECK(std::all_of(w.begin(), w.end(), [](float v) { return v == 0.0f; }));
+  CHECK(ad::blas::info().backend == "openblas");
+  CHECK(ad::blas::info().num_threads == 1);
+}
+
+// Not bit for bit: oneDNN chooses how to block the inner dimension from the block's shape, so a
+// split product may sum its terms in another order than the whole one (float rounding apart).
+TEST_CASE("backend: the MLP's products on one thread and on two agree to float rounding") {
+  Restore restore;
+  std::mt19937 rng(5);
+  struct P {
+    bool ta, tb;
+    std::int64_t m, n, k;
+  };
+  // Forward, dW and dX of the 784-256-128-10 layers at batches 16, 128 and 1024.
+  std::vector<P> products;
+  for (std::int64_t B : {16, 128, 1024})
+    for (auto [in, out] : {std::pair<std::int64_t, std::int64_t>{784, 256}, {256, 128}, {128, 10}}) {
+      products.push_back({false, true, B, out, in});
+      products.push_back({true, false, out, in, B});
+      products.push_back({false, false, B, in, out});
+    }
+  for (const P& p : products) {
+    const std::int64_t lda = p.ta ? p.m : p.k, ldb = p.tb ? p.k : p.n;
+    const auto a = random_floats(static_cast<std::size_t>(p.m * p.k), rng);
+    const auto b = random_floats(static_cast<std::size_t>(p.k * p.n), rng);
+    std::vector<float> one(static_cast<std::size_t>(p.m * p.n)), two(one.size());
+    ad::backend::set_threads(1);
+    ad::blas::gemm<float>(p.ta, p.tb, p.m, p.n, p.k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, one.data(), p.n);
+    ad::backend::set_threads(2);
+    ad::blas::gemm<float>(p.ta, p.tb, p.m, p.n, p.k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, two.data(), p.n);
+    INFO("ta=", p.ta, " tb=", p.tb, " m=", p.m, " n=", p.n, " k=", p.k, " backend=", ad::blas::info().backend);
+    double worst = 0;
+    for (std::size_t i = 0; i < one.size(); ++i) worst = std::max(worst, static_cast<double>(std::abs(one[i] - two[i])));
+    // |terms| <= 1, k terms: a few ulps of a partial sum of size up to about sqrt(k)..k.
+    CHECK(worst <= 1e-6 * static_cast<double>(p.k));
+  }
+}
