@@ -255,12 +255,14 @@ void contended(const std::vector<std::int64_t>& sizes, float lr, double seconds)
   std::uint64_t late = 0, alone = 0, jobs = 0;
   {
     Hog hog(cpu);
-    const auto budget = Clock::now() + std::chrono::duration<double>(seconds);
+    // Blocks of 200 steps (about 0.1-0.2 s), long enough for the pool's back-off to play out as it
+    // would in a long training run.
+    const auto budget = Clock::now() + std::chrono::duration<double>(std::max(seconds, 2.0));
     for (int block = 0; block < 4 || (Clock::now() < budget && block < 200); ++block) {
       const bool one = block % 2 == 1;
       ad::backend::set_threads(one ? 1 : 0);
       const auto s0 = ad::backend::pool_stats();
-      for (int rep = 0; rep < 60; ++rep) {
+      for (int rep = 0; rep < 200; ++rep) {
         const auto t0 = Clock::now();
         step();
         if (rep >= 3) (one ? t_one : t_default).push_back(us_since(t0, Clock::now()));
