@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "autodiff/blas.hpp"
+
 #include <unistd.h>
 
 namespace nn {
@@ -106,6 +108,12 @@ class Snapshot {
 
 }  // namespace
 
+std::string compute_summary() {
+  const ad::blas::Info i = ad::blas::info();
+  return fmt::format("backend {} ({}), {} thread{}", i.backend, i.isa.empty() ? "unknown isa" : i.isa, i.num_threads,
+                     i.num_threads == 1 ? "" : "s");
+}
+
 std::vector<EpochReport> fit(Module& net, Optimizer& opt, const Dataset& train, Rng& rng, const FitOptions& o) {
   if (o.epochs < 0 || o.batch_size <= 0)
     throw ad::InvalidArgument(fmt::format("fit: epochs {} must be >= 0 and batch_size {} > 0", o.epochs, o.batch_size));
@@ -117,6 +125,7 @@ std::vector<EpochReport> fit(Module& net, Optimizer& opt, const Dataset& train, 
   Snapshot before(params);
   long step = 0;
   const auto n = static_cast<double>(train.size());
+  if (o.out) fmt::print(o.out, "fit: {} samples, batch {}, {}\n", train.size(), o.batch_size, compute_summary());
   for (int epoch = 1; epoch <= o.epochs; ++epoch) {
     EpochReport r;
     r.epoch = epoch;

@@ -63,10 +63,15 @@ struct EpochReport {
   Evaluation validation;         ///< zeros unless FitOptions::validation was given
 };
 
+/// "backend onednn (avx512_core), 2 threads": where matrix products run (ad::blas::info()); fit
+/// prints it on its first line.
+std::string compute_summary();
+
 /// Trains `net` with `opt` on shuffled mini-batches of `train` for the given number of epochs.
 /// One tape is reused for every step (tape.clear() keeps its memory).  Returns one report per epoch.
 /// With FitOptions::check_finite (the default), a NaN or infinite loss or parameter stops training
 /// with TrainingError and the last good weights in the model.
+/// With an output stream, the first line names the training set, batch size and compute_summary().
 std::vector<EpochReport> fit(Module& net, Optimizer& opt, const Dataset& train, Rng& rng, const FitOptions& options = {});
 
 }  // namespace nn
