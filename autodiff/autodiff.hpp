@@ -3,6 +3,7 @@
 
 #include "autodiff/array.hpp"
 #include "autodiff/error.hpp"
+#include "autodiff/explorer.hpp"
 #include "autodiff/gradients.hpp"
 #include "autodiff/inspect.hpp"
 #include "autodiff/tape.hpp"
