@@ -98,23 +98,27 @@
     return node;
   }
 
-  /** The elements of a tensor as a table (a matrix for rank 2), or a note when they were left out. */
+  /** The elements of a tensor: a table for a matrix, a wrapping row of cells for a vector (or a
+   *  matrix of one row), or a note when there were too many to write into the page. */
   function elementTable(t, shape, cls) {
     if (!t.els) {
       return el("p", { class: "hint" }, `${t.n} elements, too many to list (first: ${t.head.map(short).join(", ")})`);
     }
-    const table = el("table", { class: "elements " + cls });
-    const cols = shape.length >= 2 ? shape[shape.length - 1] : Math.max(t.n, 1);
-    for (let r = 0; r * cols < t.n || (t.n === 0 && r === 0); ++r) {
-      const tr = el("tr");
-      for (let k = r * cols; k < Math.min(t.n, (r + 1) * cols); ++k) {
-        const v = t.els[k];
-        tr.append(el("td", { class: Number.isFinite(v) ? "el" : "el bad", "data-k": k }, full(v)));
-      }
-      table.append(tr);
-      if (t.n === 0) break;
+    const cell = (k) => el("td", { class: Number.isFinite(t.els[k]) ? "el" : "el bad", "data-k": k }, full(t.els[k]));
+    const dims = shape.filter((d) => d !== 1);
+    if (dims.length <= 1) {  // a vector: cells that wrap
+      const row = el("tr", { class: "wrap" });
+      for (let k = 0; k < t.n; ++k) row.append(cell(k));
+      return el("table", { class: "elements " + cls }, row);
     }
-    return table;
+    const cols = shape[shape.length - 1];
+    const table = el("table", { class: "elements " + cls });
+    for (let r = 0; r * cols < t.n; ++r) {
+      const tr = el("tr");
+      for (let k = r * cols; k < (r + 1) * cols; ++k) tr.append(cell(k));
+      table.append(tr);
+    }
+    return el("div", { class: "scroll" }, table);
   }
 
   function tensorBlock(title, t, shape, cls) {
@@ -158,13 +162,12 @@
     const table = el("table", { class: "contributions" });
     for (const [s, c] of list) {
       const from = s === 0 ? "seed" : `step ${s}: ${label(steps[s].e)} ${entryOf.get(steps[s].e).op}`;
-      let how = brief(c.added, 4);
+      let how = "+ " + brief(c.added, 4);
       if (c.partial !== undefined) how += `  (partial ${short(c.partial)} × its adjoint)`;
-      const tr = el("tr", { class: s > position ? "later" : s === position ? "now" : "" },
-                    el("td", {}, from), el("td", { class: finite(c.added) ? "" : "bad" }, "+ " + how));
-      table.append(tr);
-      if (c.added.els && c.added.n > 1) table.append(el("tr", { class: tr.className }, el("td"),
-                                                         el("td", {}, elementTable(c.added, en.shape, "added"))));
+      const cls = s > position ? "later" : s === position ? "now" : "";
+      const cells = [el("div", {}, from, "  ", el("span", { class: finite(c.added) ? "" : "bad" }, how))];
+      if (c.added.els && c.added.n > 1) cells.push(elementTable(c.added, en.shape, "added"));
+      table.append(el("tr", { class: cls }, el("td", {}, ...cells)));
     }
     box.append(table);
   }
@@ -173,6 +176,22 @@
 
   const nodes = new Map();  // entry -> {g, adj: text element of the adjoint line, stats: the one after it}
   let svg = null;
+  let zoom = 1;
+  let natural = null;  // the picture's own size, in Graphviz's points
+
+  function setZoom(z) {
+    zoom = Math.max(0.1, Math.min(4, z));
+    svg.setAttribute("width", `${natural.w * zoom}pt`);
+    svg.setAttribute("height", `${natural.h * zoom}pt`);
+  }
+
+  /** The zoom at which the whole picture fits the view, but no smaller than 0.5 nor above 1. */
+  function fitZoom() {
+    const view = $("graph-view");
+    const px = 4 / 3;  // pixels per point
+    const fit = Math.min(view.clientWidth / (natural.w * px), (view.clientHeight - 30) / (natural.h * px));
+    return Math.max(0.5, Math.min(1, fit));
+  }
 
   function insertGraph() {
     if (!data.graph) return false;
@@ -180,6 +199,11 @@
     if (doc.querySelector("parsererror")) throw new Error("the Graphviz picture could not be read");
     svg = document.importNode(doc.documentElement, true);
     $("graph-view").append(svg);
+    natural = { w: parseFloat(svg.getAttribute("width")), h: parseFloat(svg.getAttribute("height")) };
+    setZoom(fitZoom());
+    $("zoom-in").addEventListener("click", () => setZoom(zoom * 1.25));
+    $("zoom-out").addEventListener("click", () => setZoom(zoom / 1.25));
+    $("zoom-fit").addEventListener("click", () => setZoom(fitZoom()));
     for (const g of svg.querySelectorAll("g.node")) {
       const m = /^n(\d+)$/.exec(g.querySelector("title").textContent);
       if (!m) continue;

@@ -190,7 +190,13 @@ def run(args):
                      {"width": 1400, "height": 900, "deviceScaleFactor": 1, "mobile": False})
         browser.send("Page.navigate", {"url": "file://" + page})
         browser.wait_event("Page.loadEventFired")
-        check(not browser.errors(), "errors while loading:\n" + "\n".join(browser.errors()))
+
+        def no_errors(when):
+            browser.evaluate("0")  # a round trip, so that events of what was done before have arrived
+            errors = browser.errors()
+            check(not errors, f"the page reported errors {when}:\n" + "\n".join(errors))
+
+        no_errors("while loading")
 
         has_graph = browser.evaluate("!document.body.classList.contains('no-graph')")
         note = browser.evaluate("document.getElementById('note').hidden ? '' : document.getElementById('note').textContent")
@@ -222,6 +228,7 @@ def run(args):
             return [r.x + r.width / 2, r.y + r.height / 2];
         }})()""")
         browser.click(x, y)
+        no_errors(f"after a click on {name}")
         shown = detail()
         check(name in shown["title"], f"clicking {name} shows {shown['title']!r}")
         check(same(shown["adjoint"], named[name]["adjoint"]),
@@ -260,6 +267,7 @@ def run(args):
             for d, now in zip(deltas, browser.evaluate(reached_js)):
                 if now and d not in first_seen:
                     first_seen[d] = k
+        no_errors("while stepping")
         check(len(first_seen) == layers, f"deltas never shown during the replay: {set(deltas) - set(first_seen)}")
         order = [first_seen[d] for d in reversed(deltas)]
         check(order == sorted(order) and len(set(order)) == layers,
@@ -290,8 +298,7 @@ def run(args):
             f.write(base64.b64decode(shot["data"]))
         print(f"screenshot: {png}")
 
-        errors = browser.errors()
-        check(not errors, "the page reported errors:\n" + "\n".join(errors))
+        no_errors("at the end")
     finally:
         browser.close()
     return 0
