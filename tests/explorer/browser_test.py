@@ -43,7 +43,7 @@ def check(cond, what):
 class Browser:
     """Headless Chromium with the DevTools protocol on a pipe."""
 
-    def __init__(self, exe, log_path):
+    def __init__(self, exe, log_path, window):
         self.profile = tempfile.mkdtemp(prefix="deltagrad-chromium-")
         to_child_r, self.to_child = os.pipe()
         self.from_child, from_child_w = os.pipe()
@@ -58,7 +58,7 @@ class Browser:
 
         args = [exe, "--headless", "--disable-gpu", "--remote-debugging-pipe", "--user-data-dir=" + self.profile,
                 "--no-first-run", "--no-default-browser-check", "--disable-extensions", "--disable-sync",
-                "--disable-background-networking", "--mute-audio", "--window-size=1400,900", "about:blank"]
+                "--disable-background-networking", "--mute-audio", f"--window-size={window[0]},{window[1]}", "about:blank"]
         if os.geteuid() == 0:
             args.insert(1, "--no-sandbox")  # Chromium refuses to run as root with its sandbox
         self.log = open(log_path, "wb")
@@ -178,7 +178,8 @@ def run(args):
     layers = expected["layers"]
     named = expected["named"]
 
-    browser = Browser(exe, os.path.join(args.out, "chromium.log"))
+    window = [int(v) for v in args.window.split("x")]
+    browser = Browser(exe, os.path.join(args.out, "chromium.log"), window)
     try:
         # A page target of our own, attached in flat mode (one pipe, commands tagged by session).
         target = browser.send("Target.createTarget", {"url": "about:blank"}, session=False)["targetId"]
@@ -187,7 +188,7 @@ def run(args):
         for domain in ("Page.enable", "Runtime.enable", "Log.enable"):
             browser.send(domain)
         browser.send("Emulation.setDeviceMetricsOverride",
-                     {"width": 1400, "height": 900, "deviceScaleFactor": 1, "mobile": False})
+                     {"width": window[0], "height": window[1], "deviceScaleFactor": 1, "mobile": False})
         browser.send("Page.navigate", {"url": "file://" + page})
         browser.wait_event("Page.loadEventFired")
 
@@ -287,7 +288,8 @@ def run(args):
         print(f"every delta shown equals the tape's: {', '.join(deltas)}")
 
         # 4. A screenshot in mid-replay: layer 2's matmul step highlighted, layer1.a selected.
-        browser.evaluate("document.getElementById('search').blur()")
+        browser.evaluate("""(() => { const s = document.getElementById('search'); s.value = '';
+                            s.dispatchEvent(new Event('input')); s.blur(); })()""")
         browser.evaluate("document.getElementById('first').click()")
         for _ in range(first_seen[deltas[0]] - 1 if layers > 1 else 0):
             step_on()
@@ -299,6 +301,20 @@ def run(args):
         print(f"screenshot: {png}")
 
         no_errors("at the end")
+
+        # 5. The page of a log(0): the infinite value and adjoints are marked, in the listing and the graph.
+        browser.send("Page.navigate", {"url": "file://" + os.path.abspath(os.path.join(args.out, "nan.html"))})
+        browser.wait_event("Page.loadEventFired")
+        no_errors("while loading nan.html")
+        marks = browser.evaluate("""Object.fromEntries([...document.querySelectorAll('#listing tbody tr')].map(tr =>
+            [tr.children[1].textContent, [tr.classList.contains('nonfinite'), tr.querySelector('td.flag').textContent,
+             document.querySelector(`g.node[data-entry='${tr.dataset.entry}']`)?.classList.contains('nonfinite')]]))""")
+        for name, flag in (("probs", "adjoint"), ("logp", "value"), ("nll", "value")):
+            check(marks[name][0] and marks[name][1] == f"⚠ {flag} not finite",
+                  f"nan.html: {name} should be marked '{flag} not finite': {marks[name]}")
+            if has_graph:
+                check(marks[name][2], f"nan.html: the node of {name} is not marked")
+        print("nan.html: the infinite value and adjoints are marked")
     finally:
         browser.close()
     return 0
@@ -309,6 +325,7 @@ def main():
     parser.add_argument("--writer", required=True, help="the program that writes the pages")
     parser.add_argument("--out", required=True, help="directory for the pages, logs and screenshots")
     parser.add_argument("--page", default="seed.html", help="seed.html or seed-listing.html")
+    parser.add_argument("--window", default="1400x900", help="the browser window's size, WIDTHxHEIGHT")
     args = parser.parse_args()
     try:
         return run(args)

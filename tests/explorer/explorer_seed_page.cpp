@@ -44,6 +44,15 @@ int main(int argc, char** argv) {
   const ad::Explorer page = write_walkthrough_explorer(dir / "seed.html");
   const ad::Explorer listing = write_walkthrough_explorer(dir / "seed-listing.html", {.graph = false});
   std::ofstream(dir / "expected.json") << expected;
+
+  // A probability of exactly 0 fed to log: logp's value and probs' adjoint are infinite.
+  ad::Tape bad;
+  const ad::Array<double> p(ad::make_shape({3}), {0.7, 0.3, 0.0});
+  const ad::Array<double> target(ad::make_shape({3}), {0.0, 0.0, 1.0});
+  const ad::Tensor probs = bad.name(bad.leaf(p), "probs");
+  const ad::Tensor logp = bad.name(log(probs), "logp");
+  const ad::Tensor nll = bad.name(-sum(logp * bad.constant(target)), "nll");
+  ad::write_explorer(bad, nll, dir / "nan.html", {.graph = page.graph});
   fmt::print("{}\n{}\n", page.message, listing.message);
   fmt::print("graph: {}\n", page.graph ? "yes" : "no");
   return 0;
