@@ -280,6 +280,10 @@
   function go(k) {
     position = Math.max(0, Math.min(last, k));
     render();
+    // Keep the entry being swept in sight (the output at the seed).
+    const e = steps[position].e || data.output;
+    rows.get(e).tr.scrollIntoView({ block: "nearest" });
+    if (nodes.has(e)) nodes.get(e).g.scrollIntoView({ block: "nearest", inline: "nearest" });
   }
 
   function select(e, from) {

@@ -19,6 +19,7 @@ import base64
 import fcntl
 import json
 import os
+import pathlib
 import select
 import shutil
 import signal
@@ -151,6 +152,16 @@ class Browser:
         return found
 
 
+def open_page(browser, path):
+    """Navigates to a file and waits until it has loaded (and it is that file that has)."""
+    url = pathlib.Path(path).as_uri()
+    browser.send("Page.navigate", {"url": url})
+    browser.wait_event("Page.loadEventFired")
+    while not browser.evaluate(f"document.readyState === 'complete' && location.href === {json.dumps(url)}"):
+        check(time.monotonic() < browser.deadline, f"{url} did not load")
+        time.sleep(0.05)
+
+
 def find_chromium():
     for name in ("chromium", "chromium-browser", "google-chrome"):
         path = shutil.which(name)
@@ -189,8 +200,7 @@ def run(args):
             browser.send(domain)
         browser.send("Emulation.setDeviceMetricsOverride",
                      {"width": window[0], "height": window[1], "deviceScaleFactor": 1, "mobile": False})
-        browser.send("Page.navigate", {"url": "file://" + page})
-        browser.wait_event("Page.loadEventFired")
+        open_page(browser, page)
 
         def no_errors(when):
             browser.evaluate("0")  # a round trip, so that events of what was done before have arrived
@@ -303,8 +313,7 @@ def run(args):
         no_errors("at the end")
 
         # 5. The page of a log(0): the infinite value and adjoints are marked, in the listing and the graph.
-        browser.send("Page.navigate", {"url": "file://" + os.path.abspath(os.path.join(args.out, "nan.html"))})
-        browser.wait_event("Page.loadEventFired")
+        open_page(browser, os.path.abspath(os.path.join(args.out, "nan.html")))
         no_errors("while loading nan.html")
         marks = browser.evaluate("""Object.fromEntries([...document.querySelectorAll('#listing tbody tr')].map(tr =>
             [tr.children[1].textContent, [tr.classList.contains('nonfinite'), tr.querySelector('td.flag').textContent,
