@@ -135,6 +135,13 @@
 
   // ---- the panel of the selected entry -----------------------------------------------------------
 
+  /** A button that selects entry e. */
+  function link(e) {
+    const b = el("button", { class: "link" }, label(e));
+    b.addEventListener("click", () => select(e, "panel"));
+    return b;
+  }
+
   function showDetail() {
     const box = $("detail");
     box.replaceChildren();
@@ -142,6 +149,7 @@
     const en = entryOf.get(selected);
     box.append(el("h2", {}, label(selected) + "  " + en.op));
     box.append(el("div", { class: "line" }, en.line));
+    if (en.args.length) box.append(el("div", { class: "line" }, "arguments: ", ...en.args.map(link)));
     box.append(el("div", { class: "stats" }, `${en.dtype}[${en.shape.join(",")}]` + (en.group ? `  in ${en.group}` : "")));
     box.append(tensorBlock("value", en.value, en.shape, "value"));
     if (!en.grad) {
@@ -161,11 +169,11 @@
     }
     const table = el("table", { class: "contributions" });
     for (const [s, c] of list) {
-      const from = s === 0 ? "seed" : `step ${s}: ${label(steps[s].e)} ${entryOf.get(steps[s].e).op}`;
+      const from = s === 0 ? ["seed"] : [`step ${s}: `, link(steps[s].e), ` ${entryOf.get(steps[s].e).op}`];
       let how = "+ " + brief(c.added, 4);
       if (c.partial !== undefined) how += `  (partial ${short(c.partial)} × its adjoint)`;
       const cls = s > position ? "later" : s === position ? "now" : "";
-      const cells = [el("div", {}, from, "  ", el("span", { class: finite(c.added) ? "" : "bad" }, how))];
+      const cells = [el("div", {}, ...from, "  ", el("span", { class: finite(c.added) ? "" : "bad" }, how))];
       if (c.added.els && c.added.n > 1) cells.push(elementTable(c.added, en.shape, "added"));
       table.append(el("tr", { class: cls }, el("td", {}, ...cells)));
     }

@@ -246,6 +246,10 @@ def run(args):
               f"adjoint of {name}: page shows {shown['adjoint']}, the tape has {named[name]['adjoint']}")
         check(shown["contributions"] > 0, f"no contributions listed for {name}")
         print(f"clicked {name}: adjoint {shown['adjoint']} equals the tape's")
+        # Its first argument (layer1.a) is a link to that entry.
+        browser.evaluate("document.querySelector('#detail .line button.link').click()")
+        check(detail()["title"].startswith(f"#{named['layer1.a']['entry']} layer1.a"),
+              f"the argument link of {name} shows {detail()['title']!r}")
 
         # 2. Back to the seed, then the sweep one step at a time: each delta appears once its layer's
         #    step has run, the last layer's first.
