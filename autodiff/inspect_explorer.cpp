@@ -161,7 +161,7 @@ void shape_json(Json& j, const Shape& s) {
 
 std::string op_of(const Tape& t, std::uint32_t e) {
   const Node* n = t.node(e);
-  return n ? n->op : op_name(t.op(e));
+  return n ? n->op->name : op_name(t.op(e));
 }
 
 /// "&amp;" and friends, for text placed in HTML.
