@@ -3,7 +3,8 @@
 //   explorer net=seed   the walkthrough's 3-4-4-3 network, one sample, float64
 //   explorer net=mlp    an MLP 784-256-128-10 (ReLU, softmax-cross-entropy, float32) at batch 128,
 //                       the Fashion-MNIST network of examples/fashion_mnist
-// Each line: the median write time over the runs, the page's size, and whether Graphviz was used:
+// Each line: the median write time over the runs, the page's size, and whether Graphviz was used
+// (each tape is written with the graph, then without it: the difference is Graphviz's share):
 //   explorer net=<> runs=<> write_ms=<> bytes=<> graph=<yes|no>
 // Pages go to a temporary directory, removed afterwards, or are kept in DIR:  explorer [DIR]
 #include <cstdint>
@@ -21,17 +22,19 @@ namespace {
 
 template <class Record>
 void time_writes(const char* net, int runs, const std::filesystem::path& page, Record record) {
-  std::vector<double> ms;
-  ad::Explorer last;
-  for (int r = 0; r < runs; ++r) {
-    ad::Tape tape;
-    const ad::Tensor loss = record(tape);
-    const auto t0 = bench::Clock::now();
-    last = ad::write_explorer(tape, loss, page);
-    ms.push_back(1e3 * bench::seconds_between(t0, bench::Clock::now()));
+  for (const bool graph : {true, false}) {
+    std::vector<double> ms;
+    ad::Explorer last;
+    for (int r = 0; r < runs; ++r) {
+      ad::Tape tape;
+      const ad::Tensor loss = record(tape);
+      const auto t0 = bench::Clock::now();
+      last = ad::write_explorer(tape, loss, page, {.graph = graph});
+      ms.push_back(1e3 * bench::seconds_between(t0, bench::Clock::now()));
+    }
+    fmt::print("explorer net={} runs={} write_ms={:.1f} bytes={} graph={}\n", net, runs, bench::median(ms),
+               last.bytes, last.graph ? "yes" : "no");
   }
-  fmt::print("explorer net={} runs={} write_ms={:.1f} bytes={} graph={}\n", net, runs, bench::median(ms), last.bytes,
-             last.graph ? "yes" : "no");
 }
 
 }  // namespace
