@@ -5,6 +5,7 @@
 #include "autodiff/check.hpp"
 #include "autodiff/custom.hpp"
 #include "autodiff/error.hpp"
+#include "autodiff/explorer.hpp"
 #include "autodiff/gradients.hpp"
 #include "autodiff/inspect.hpp"
 #include "autodiff/tape.hpp"
