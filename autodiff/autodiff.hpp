@@ -2,7 +2,9 @@
 #pragma once
 
 #include "autodiff/array.hpp"
+#include "autodiff/blas.hpp"
 #include "autodiff/error.hpp"
+#include "autodiff/format.hpp"
 #include "autodiff/gradients.hpp"
 #include "autodiff/inspect.hpp"
 #include "autodiff/tape.hpp"
