@@ -383,8 +383,15 @@ void descent_step(const Network& net, const Mat& x, const Mat& y, const Pass& p)
 
 int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--lang") == 0 && i + 1 < argc) zh = std::strcmp(argv[++i], "zh") == 0;
-    else {
+    const std::string_view lang = std::strcmp(argv[i], "--lang") == 0 && i + 1 < argc ? argv[i + 1] : "";
+    if (lang == "en" || lang == "zh") {
+      zh = lang == "zh";
+      ++i;
+    } else {
+      if (std::strcmp(argv[i], "--lang") == 0)
+        fmt::print(stderr, "walkthrough: no explanations in '{}' (en or zh)\n", i + 1 < argc ? argv[i + 1] : "");
+      else
+        fmt::print(stderr, "walkthrough: unknown argument '{}'\n", argv[i]);
       fmt::print(stderr, "usage: walkthrough [--lang en|zh]\n");
       return 2;
     }
