@@ -3,6 +3,7 @@
 
 #include "autodiff/array.hpp"
 #include "autodiff/blas.hpp"
+#include "autodiff/blas_summary.hpp"
 #include "autodiff/error.hpp"
 #include "autodiff/format.hpp"
 #include "autodiff/gradients.hpp"

@@ -64,6 +64,7 @@ std::vector<EpochReport> fit(Module& net, Optimizer& opt, const Dataset& train, 
   const bool terminal = o.out && (o.progress == FitOptions::Progress::terminal ||
                                   (o.progress == FitOptions::Progress::automatic && ::isatty(::fileno(o.out))));
   std::vector<EpochReport> reports;
+  if (o.out && o.epochs > 0) fmt::print(o.out, "{}\n", ad::blas::summary_line());  // and a warning if it is slow
   ad::Tape tape;
   const auto n = static_cast<double>(train.size());
   for (int epoch = 1; epoch <= o.epochs; ++epoch) {

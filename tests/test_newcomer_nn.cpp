@@ -146,3 +146,35 @@ TEST_CASE("newcomer: Linear names its input once in a shape error") {
     CHECK(std::string(e.what()) == "layer1 (Linear(5 -> 3)): input is f32[6,4]; expected [B,5]");
   }
 }
+
+TEST_CASE("newcomer: BLAS summary warns when OPENBLAS_CORETYPE selects kernels slower than the CPU has") {
+  using ad::blas::Simd;
+  CHECK(ad::blas::core_simd("SkylakeX") == Simd::avx512);
+  CHECK(ad::blas::core_simd("HASWELL") == Simd::avx2);
+  CHECK(ad::blas::core_simd("Sandybridge") == Simd::avx);
+  CHECK(ad::blas::core_simd("Prescott") == Simd::sse);
+  CHECK(ad::blas::core_simd("Neoversen1") == Simd::unknown);
+
+  ad::blas::Info user;
+  user.core = "Haswell";
+  user.core_from = "user";
+  const std::string w = ad::blas::slow_core_warning(user, Simd::avx512);
+  CHECK(w.starts_with("warning: BLAS runs the Haswell kernels (AVX2) but this CPU has AVX-512"));
+  CHECK(w.find("OPENBLAS_CORETYPE=Haswell is set") != std::string::npos);
+  CHECK(w.find("unset OPENBLAS_CORETYPE") != std::string::npos);
+  CHECK(ad::blas::slow_core_warning(user, Simd::avx2).empty());     // the right kernels for an AVX2 CPU
+  CHECK(ad::blas::slow_core_warning(user, Simd::unknown).empty());
+  user.core = "SkylakeX";
+  CHECK(ad::blas::slow_core_warning(user, Simd::avx512).empty());
+  user.core = "Prescott";
+  user.core_from = "library";
+  CHECK(ad::blas::slow_core_warning(user, Simd::avx2).find("OpenBLAS chose it") != std::string::npos);
+
+  // The line for this process: it names the core in use, and warns exactly when the check above does.
+  const std::string line = ad::blas::summary_line();
+  const ad::blas::Info& info = ad::blas::info();
+  CHECK(line.starts_with("BLAS: "));
+  if (!info.core.empty()) CHECK(line.find("core " + info.core) != std::string::npos);
+  CHECK((line.find("\nwarning: ") != std::string::npos) ==
+        !ad::blas::slow_core_warning(info, ad::blas::cpu_simd()).empty());
+}
