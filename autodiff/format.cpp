@@ -109,10 +109,13 @@ class Printer {
 
 std::string format_value(const View& v, const ValueFormat& options) {
   if (v.empty()) return "<empty>";
+  // Rank 0 and 1 on the header's line; a matrix or more under it, so that its rows line up
+  // whatever text precedes the value on the first line.
   std::string out = describe(v.dtype(), v.shape());
-  out += ' ';
+  const bool below = v.rank() >= 2 && v.size() > 0;
+  out += below ? '\n' : ' ';
   Printer p(v, options);
-  p.render(out, 0, 0, out.size());
+  p.render(out, 0, 0, below ? 0 : out.size());
   return out;
 }
 

@@ -1,11 +1,13 @@
 // Printing tensor values with fmt: ad::Array, ad::View and ad::Tensor.
 //
-//   fmt::print("{}\n", W);            // f32[2,3] [[0.5, -1, 2],
-//                                     //           [3, 0.25, -4]]
+//   fmt::print("{}\n", W);            // f32[2,3]
+//                                     // [[0.5,   -1,  2],
+//                                     //  [  3, 0.25, -4]]
 //   fmt::print("{:.3f}\n", g[w]);     // the spec after ':' formats each element, as for a double
 //
 // The output starts with the dtype and the shape ("f64[2,3]"; "f64[]" for a scalar), then the values
-// nested in brackets one level per dimension, rows aligned under each other, as NumPy prints arrays.
+// nested in brackets one level per dimension, rows aligned under each other, as NumPy prints arrays:
+// on the same line for a scalar or a vector, from the next line on for a matrix or more.
 // A value with more than ValueFormat::threshold elements is elided: only the first and last
 // ValueFormat::edge_items indices of each longer dimension are shown, with "..." between them.
 // Elements default to the "g" presentation (6 significant digits); any spec fmt accepts for a double
@@ -30,7 +32,7 @@ struct ValueFormat {
   std::string element = "g";      ///< fmt spec (without braces or ':') for one element, as a double
 };
 
-/// The value as described above: "f32[2,2] [[1, 2],\n          [3, 4]]".  An empty View (no data)
+/// The value as described above: "f32[2] [1, 2]", "f32[2,2]\n[[1, 2],\n [3, 4]]".  An empty View (no data)
 /// prints "<empty>".  Throws ad::InvalidArgument if `element` is not a valid spec for a double.
 std::string format_value(const View& v, const ValueFormat& options = {});
 
