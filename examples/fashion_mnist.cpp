@@ -23,7 +23,6 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "fashion_mnist: {}\nusage: fashion_mnist [--out DIR] [epochs] [data directory]\n", e.what());
     return 2;
   }
-  const std::filesystem::path weights = out / "fashion_mnist_mlp.npz";
   const int epochs = argc > 1 ? std::atoi(argv[1]) : 20;
   const std::filesystem::path dir = argc > 2 ? argv[2] : nn::fashion_mnist_dir;
   nn::Dataset train, test;
@@ -47,11 +46,11 @@ int main(int argc, char** argv) {
   auto reports = nn::fit(net, opt, train, rng,
                          {.epochs = epochs, .batch_size = 128, .validation = &test, .learning_rate = cosine});
   fmt::print("test accuracy {:.4f}\n", nn::evaluate(net, test).accuracy);
-  nn::save(net, weights);                                // numpy.load(weights)["layer1.W"]
+  nn::save(net, out / "fashion_mnist_mlp.npz");          // numpy.load(...)["layer1.W"]; out: --out DIR or "."
 
   double seconds = 0;
   for (const auto& r : reports) seconds += r.seconds;
   fmt::print("{} epochs, {:.1f} s of training, {:.2f} s per epoch; weights in {}\n", epochs, seconds,
-             epochs ? seconds / epochs : 0.0, weights.string());
+             epochs ? seconds / epochs : 0.0, (out / "fashion_mnist_mlp.npz").string());
   fmt::print("{}", net.describe());
 }
