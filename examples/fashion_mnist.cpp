@@ -1,19 +1,28 @@
 // Trains an MLP 784-256-128-10 (ReLU, softmax-cross-entropy) on Fashion-MNIST and reports the
 // test accuracy and the time per epoch.  The core of this file is the README's nn snippet.
 //
-//   fashion_mnist [epochs (20)] [data directory (/usr/share/datasets/fashion-mnist)]
+//   fashion_mnist [--out DIR] [epochs (20)] [data directory (/usr/share/datasets/fashion-mnist)]
 //
 // The data comes from the Debian package dataset-fashion-mnist.  The trained weights are written
-// to fashion_mnist_mlp.npz in the current directory.
+// to DIR/fashion_mnist_mlp.npz (DIR: the current directory unless --out says otherwise).
 #include <cmath>
 #include <cstdlib>
 #include <numbers>
+#include <stdexcept>
 
 #include <fmt/core.h>
 
+#include "examples/output_dir.hpp"
 #include "nn/nn.hpp"
 
 int main(int argc, char** argv) {
+  std::filesystem::path out;
+  try {
+    out = examples::take_output_dir(argc, argv);
+  } catch (const std::invalid_argument& e) {
+    fmt::print(stderr, "fashion_mnist: {}\nusage: fashion_mnist [--out DIR] [epochs] [data directory]\n", e.what());
+    return 2;
+  }
   const int epochs = argc > 1 ? std::atoi(argv[1]) : 20;
   const std::filesystem::path dir = argc > 2 ? argv[2] : nn::fashion_mnist_dir;
   nn::Dataset train, test;
@@ -37,11 +46,11 @@ int main(int argc, char** argv) {
   auto reports = nn::fit(net, opt, train, rng,
                          {.epochs = epochs, .batch_size = 128, .validation = &test, .learning_rate = cosine});
   fmt::print("test accuracy {:.4f}\n", nn::evaluate(net, test).accuracy);
-  nn::save(net, "fashion_mnist_mlp.npz");                // numpy.load("fashion_mnist_mlp.npz")["layer1.W"]
+  nn::save(net, out / "fashion_mnist_mlp.npz");          // numpy.load(...)["layer1.W"]; out: --out DIR or "."
 
   double seconds = 0;
   for (const auto& r : reports) seconds += r.seconds;
-  fmt::print("{} epochs, {:.1f} s of training, {:.2f} s per epoch; weights in fashion_mnist_mlp.npz\n", epochs, seconds,
-             epochs ? seconds / epochs : 0.0);
+  fmt::print("{} epochs, {:.1f} s of training, {:.2f} s per epoch; weights in {}\n", epochs, seconds,
+             epochs ? seconds / epochs : 0.0, (out / "fashion_mnist_mlp.npz").string());
   fmt::print("{}", net.describe());
 }

@@ -125,7 +125,10 @@ std::vector<EpochReport> fit(Module& net, Optimizer& opt, const Dataset& train, 
   Snapshot before(params);
   long step = 0;
   const auto n = static_cast<double>(train.size());
-  if (o.out) fmt::print(o.out, "fit: {} samples, batch {}, {}\n", train.size(), o.batch_size, compute_summary());
+  // One line on what runs the products (and, under it, a warning when the BLAS kernels are slower
+  // than this CPU allows).
+  if (o.out) fmt::print(o.out, "fit: {} samples, batch {}, {}; {}\n", train.size(), o.batch_size, compute_summary(),
+                        ad::blas::summary_line());
   for (int epoch = 1; epoch <= o.epochs; ++epoch) {
     EpochReport r;
     r.epoch = epoch;
