@@ -20,4 +20,11 @@ class WeightsError : public ad::Error {
   using ad::Error::Error;
 };
 
+/// Processes training one model together disagree (data sets, settings or parameters differ
+/// between ranks), or the message-passing library reported an error.  Thrown on every rank alike.
+class DistributedError : public ad::Error {
+ public:
+  using ad::Error::Error;
+};
+
 }  // namespace nn

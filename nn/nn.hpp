@@ -12,3 +12,6 @@
 #include "nn/optim.hpp"
 #include "nn/sequential.hpp"
 #include "nn/train.hpp"
+#if defined(DELTAGRAD_HAVE_MPI)
+#include "nn/distributed.hpp"
+#endif
