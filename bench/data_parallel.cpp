@@ -6,7 +6,8 @@
 //
 // epoch_s: median seconds of a training pass (validation excluded) over every epoch of every
 // repetition; speedup: the one-process epoch_s over this one; allreduce_share: the part of the
-// training pass spent in the gradient allreduces (the time the sweep did not hide).  A second
+// training pass rank 0 spent in the gradient allreduces (the time the sweep did not hide, including
+// any wait for a slower rank).  A second
 // two-rank line has the overlap turned off (each allreduce starts after the whole sweep), and a
 // last line compares the test accuracies of the one- and two-process models.
 //

@@ -118,8 +118,8 @@ std::vector<EpochReport> fit(Module& net, Optimizer& opt, const Dataset& train, 
     for (auto [x, y] : batches(train, o.batch_size, rng, shard)) {
       const std::int64_t batch = std::min(o.batch_size, n - done);  // rows of all ranks in this step
       done += batch;
-      if (y.empty()) {
-        group->step(opt, tape, nullptr, 0.0);
+      if (y.empty()) {  // only with a group: this rank has no rows of a short last batch
+        if (group) group->step(opt, tape, nullptr, 0.0);
         continue;
       }
       tape.clear();
