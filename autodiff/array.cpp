@@ -48,4 +48,14 @@ double View::flat(std::int64_t i) const {
 
 double View::at(std::initializer_list<std::int64_t> index) const { return flat(flat_index(shape_, index, "View::at")); }
 
+std::string index_text(const Shape& s, std::int64_t flat) {
+  if (s.empty()) return "";
+  Shape idx(s.size());
+  for (std::size_t k = s.size(); k-- > 0;) {
+    idx[k] = s[k] ? flat % s[k] : 0;
+    flat = s[k] ? flat / s[k] : 0;
+  }
+  return to_string(idx);
+}
+
 }  // namespace ad

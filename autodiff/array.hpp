@@ -4,6 +4,11 @@
 // Parameters, data and results are Arrays; they enter a tape as leaves (see Tape::leaf) without
 // being copied, because the element buffer is shared with the tape entry that reads it.
 // Copying an Array copies its elements (value semantics); moving it moves the buffer.
+//
+// Each buffer carries a version stamp, bumped by every access that can write the elements (the
+// non-const data(), values(), operator[] and operator(), and touch()).  A tape leaf remembers the
+// version it was recorded at, so a sweep over a tape whose parameters were updated in place since
+// (an optimiser step) throws StaleTapeError instead of mixing old activations with new weights.
 #pragma once
 
 #include <algorithm>
@@ -14,6 +19,7 @@
 #include <span>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include <boost/container/static_vector.hpp>
 #include <fmt/format.h>
@@ -115,6 +121,9 @@ class View {
   const void* data_ = nullptr;
 };
 
+/// "[1,2]": the multi-index of flat (row-major) position `flat` in shape s ("" for rank 0).
+std::string index_text(const Shape& s, std::int64_t flat);
+
 /// Flat offset of a multi-index; throws IndexError naming `what` if out of range or of the wrong rank.
 std::int64_t flat_index(const Shape& shape, std::initializer_list<std::int64_t> index, const char* what);
 
@@ -155,12 +164,18 @@ class Array {
     allocate();
     std::copy_n(o.data(), size(), data_.get());
   }
-  Array(Array&&) noexcept = default;
+  Array(Array&& o) noexcept
+      : shape_(std::move(o.shape_)), data_(std::move(o.data_)), version_(std::exchange(o.version_, nullptr)) {}
   Array& operator=(const Array& o) {
     if (this != &o) *this = Array(o);
     return *this;
   }
-  Array& operator=(Array&&) noexcept = default;
+  Array& operator=(Array&& o) noexcept {
+    shape_ = std::move(o.shape_);
+    data_ = std::move(o.data_);
+    version_ = std::exchange(o.version_, nullptr);
+    return *this;
+  }
 
   const Shape& shape() const { return shape_; }
   std::size_t rank() const { return shape_.size(); }
@@ -168,17 +183,25 @@ class Array {
   std::int64_t dim(std::size_t k) const { return shape_.at(k); }
   static constexpr DType dtype() { return dtype_of<T>; }
 
-  T* data() { return data_.get(); }
+  /// Mutable access to the elements: bumps the version stamp (see the top of this file).
+  T* data() {
+    touch();
+    return data_.get();
+  }
   const T* data() const { return data_.get(); }
   std::span<T> values() { return {data(), static_cast<std::size_t>(size())}; }
   std::span<const T> values() const { return {data(), static_cast<std::size_t>(size())}; }
 
-  T& operator[](std::int64_t i) { return data_[i]; }
+  T& operator[](std::int64_t i) {
+    touch();
+    return data_[i];
+  }
   const T& operator[](std::int64_t i) const { return data_[i]; }
 
   /// Bounds-checked element access by multi-index: a(i, j).
   template <class... I>
   T& operator()(I... i) {
+    touch();
     return data_[flat_index(shape_, {static_cast<std::int64_t>(i)...}, "Array")];
   }
   template <class... I>
@@ -200,11 +223,31 @@ class Array {
   /// The buffer, shared: a tape leaf keeps it alive without copying.
   const std::shared_ptr<T[]>& buffer() const { return data_; }
 
+  /// The buffer's version stamp: changes whenever the elements may have been written.
+  std::uint64_t version() const { return version_ ? *version_ : 0; }
+  /// Where the stamp lives (valid while the buffer is): a tape leaf compares it at sweep time.
+  const std::uint64_t* version_stamp() const { return version_; }
+  /// Marks the elements as changed (for writes through a pointer obtained earlier).
+  void touch() {
+    if (version_) ++*version_;
+  }
+
  private:
-  void allocate() { data_ = std::shared_ptr<T[]>(new T[static_cast<std::size_t>(std::max<std::int64_t>(size(), 1))]); }
+  /// The elements and their version stamp in one allocation.
+  struct Block {
+    explicit Block(std::size_t n) : elements(new T[n]) {}
+    std::uint64_t version = 0;
+    std::unique_ptr<T[]> elements;
+  };
+  void allocate() {
+    auto block = std::make_shared<Block>(static_cast<std::size_t>(std::max<std::int64_t>(size(), 1)));
+    version_ = &block->version;
+    data_ = std::shared_ptr<T[]>(block, block->elements.get());
+  }
 
   Shape shape_;
   std::shared_ptr<T[]> data_;
+  std::uint64_t* version_ = nullptr;
 };
 
 /// Copies a view into a new Array<T> (converting the element type if needed).

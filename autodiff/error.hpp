@@ -52,6 +52,14 @@ class InvalidArgument : public Error {
   using Error::Error;
 };
 
+/// A sweep over a tape whose leaf buffer (a parameter) was changed in place after it was recorded
+/// (an optimiser step, nn::load, a write through Array's mutators): the recorded values no longer
+/// belong together.  The message names the leaf.  Record the computation again.
+class StaleTapeError : public Error {
+ public:
+  using Error::Error;
+};
+
 /// A value or adjoint that is NaN or infinite, reported by the opt-in finiteness check.
 class NonFiniteError : public Error {
  public:

@@ -20,7 +20,6 @@ class Var;
 class Expr;
 class Tensor;
 struct Node;
-struct NodeParams;
 
 /// The storage behind a Gradients object.
 struct GradStore {
@@ -63,6 +62,9 @@ class Gradients {
   bool reached(std::uint32_t entry) const;
 
   const Tape& tape() const;
+  /// The tape generation these gradients were taken in (they are stale once it changes).
+  std::uint32_t generation() const { return s_->generation; }
+  /// The storage itself, for inspection tools.
   GradStore& store() { return *s_; }
   const GradStore& store() const { return *s_; }
 
@@ -80,7 +82,9 @@ class BackwardContext {
   BackwardContext(const Tape& tape, GradStore& g, const Node& node) : tape_(tape), g_(g), node_(node) {}
 
   const Node& node() const { return node_; }
-  const NodeParams& params() const;
+  /// The op's saved state, as recorded (the type the op saved; see Tape::save).
+  template <class S>
+  const S& saved() const;
   const Tape& tape() const { return tape_; }
 
   /// The output value and adjoint (tensor nodes).
@@ -135,7 +139,10 @@ inline double Gradients::operator[](const Var& x) const {
   return s_->adj[x.index()];
 }
 
-inline const NodeParams& BackwardContext::params() const { return node_.params; }
+template <class S>
+const S& BackwardContext::saved() const {
+  return *static_cast<const S*>(node_.saved);
+}
 
 template <Element T>
 const T* BackwardContext::value() const {

@@ -24,7 +24,7 @@ std::string index_label(const Tape& t, std::uint32_t entry) {
 
 std::string op_text(const Tape& t, std::uint32_t entry) {
   const Node* n = t.node(entry);
-  return n ? std::string(n->op) : std::string(op_name(t.op(entry)));
+  return n ? std::string(n->op->name) : std::string(op_name(t.op(entry)));
 }
 
 // Each constant is recovered from what the entry stores: its value v, its argument's value a and
@@ -56,42 +56,14 @@ std::optional<double> scalar_constant(const Tape& t, std::uint32_t entry) {
 }
 
 namespace {
-
-/// Whether a one-argument element-wise op with constant c computed y = f(x, c) (else f(c, x)),
-/// judged from its first element; sub and div are the ops where the order matters.
-bool constant_right(const Tape& t, const Node& n) {
-  const View x = t.value_view(n.args[0]);
-  if (x.size() == 0) return true;
-  const std::string_view op = n.op;
-  return dispatch(n.dtype, [&]<class T>() {
-    const T xv = static_cast<const T*>(x.data())[0], y = static_cast<const T*>(n.data)[0];
-    const T c = static_cast<T>(n.params.c);
-    const T right = op == "sub" ? xv - c : xv / c;
-    return y == right || (std::isnan(y) && std::isnan(right));
-  });
-}
-
-/// Arguments of a tensor op with what its parameters mean for the ops of autodiff/ops: the
-/// constant of x + c, c / x, x^p, leaky_relu's slope, the axis of a reduction or softmax.
-std::string tensor_args(const Tape& t, const Node& n, std::string r) {
-  const std::string_view op = n.op;
-  if (n.args.size() == 1) {
-    const std::string c = fmt::format("{:.15g}", n.params.c);
-    if (op == "add" || op == "mul" || op == "pow" || op == "leaky_relu") return r + ", " + c;
-    if (op == "sub" || op == "div") return constant_right(t, n) ? r + ", " + c : c + ", " + r;
-    const bool axis_op = op == "softmax" || op == "log_softmax" || op == "max" ||
-                         ((op == "sum" || op == "mean") && !n.shape.empty());
-    if (axis_op) return r + fmt::format(", axis={}", n.params.i0);
-  }
-  return r;
-}
-
+/// The op's non-tensor arguments as its descriptor shows them, or empty.
+ParamText params_of(const Tape& t, const Node& n) { return n.op->params ? n.op->params(t, n) : ParamText{}; }
 }  // namespace
 
 std::string operand_text(const Tape& t, std::uint32_t a) {
   const Node* n = t.node(a);
-  if (t.name_of(a).empty() && n && n->scalar_out && std::string_view(n->op) == "element" && n->args.size() == 1)
-    return label(t, n->args[0]) + index_text(t.shape_of_entry(n->args[0]), n->params.i0);
+  if (t.name_of(a).empty() && n && n->op->element_of_argument && n->args.size() == 1)
+    return label(t, n->args[0]) + params_of(t, *n).text;
   return label(t, a);
 }
 
@@ -101,17 +73,23 @@ std::string args_text(const Tape& t, std::uint32_t entry) {
   const Node* n = t.node(entry);
   std::string r;
   auto add = [&r](const std::string& s) { r += (r.empty() ? "" : ", ") + s; };
+  if (n) {
+    const ParamText p = params_of(t, *n);
+    const bool show = !p.text.empty() && !n->op->element_of_argument;
+    if (show && p.first) add(p.text);
+    for (auto a : args) add(operand_text(t, a));
+    if (n->op->element_of_argument) add(p.text);
+    else if (show && !p.first) add(p.text);
+    return "(" + r + ")";
+  }
   const Op op = t.op(entry);
-  const auto c = n ? std::nullopt : scalar_constant(t, entry);
+  const auto c = scalar_constant(t, entry);
   const bool constant_first = op == Op::rsub_c || op == Op::rdiv_c || op == Op::rpow_c;
-  const bool has_constant = !n && args.size() == 1 && op >= Op::add_c && op <= Op::rpow_c && op != Op::pow;
+  const bool has_constant = args.size() == 1 && op >= Op::add_c && op <= Op::rpow_c && op != Op::pow;
   const std::string c_text = c && std::isfinite(*c) ? fmt::format("{:.15g}", *c) : std::string("?");
   if (has_constant && constant_first) add(c_text);
   for (auto a : args) add(operand_text(t, a));
   if (has_constant && !constant_first) add(c_text);
-  if (n && n->scalar_out && std::string_view(n->op) == "element" && args.size() == 1)
-    add(index_text(t.shape_of_entry(args[0]), n->params.i0));
-  if (n && !n->scalar_out) r = tensor_args(t, *n, r);
   return "(" + r + ")";
 }
 
@@ -139,16 +117,6 @@ std::int64_t first_non_finite(const View& v) {
       if (!std::isfinite(p[i])) return i;
     return -1;
   });
-}
-
-std::string index_text(const Shape& s, std::int64_t flat) {
-  if (s.empty()) return "";
-  Shape idx(s.size());
-  for (std::size_t k = s.size(); k-- > 0;) {
-    idx[k] = s[k] ? flat % s[k] : 0;
-    flat = s[k] ? flat / s[k] : 0;
-  }
-  return to_string(idx);
 }
 
 // NaN is printed as "nan" whatever its sign bit (log(-1) gives -nan on x86).
@@ -373,7 +341,7 @@ TapeSummary summarize(const Tape& t) {
       continue;
     }
     ++s.tensor_entries;
-    if (!n->args.empty() || n->backward) continue;
+    if (!n->args.empty() || n->op->backward) continue;
     if (n->requires_grad) {
       s.parameters.push_back({i, label(t, i), n->dtype, n->shape});
       s.parameter_elements += numel(n->shape);
@@ -428,3 +396,8 @@ std::string summary(const Tape& t, std::size_t max_parameters) {
 }
 
 }  // namespace ad
+
+auto fmt::formatter<ad::Tape>::format(const ad::Tape& t, fmt::format_context& ctx) const
+    -> fmt::format_context::iterator {
+  return fmt::formatter<std::string_view>::format(ad::listing(t), ctx);
+}

@@ -1,8 +1,9 @@
 // Looking inside a tape: a listing, a one-screen summary, a Graphviz picture, a step-by-step log of
 // the reverse sweep, and an opt-in check that finds where a NaN or an infinity first appeared.
 //
-// Everything here reads the tape through its public inspection interface (args, node, value_view,
-// backward_step, ...); nothing changes what the tape computes.  Adjoints are shown from the most
+// Everything here reads the tape through its public interface (args, node, value_view, the op
+// descriptors) and runs sweeps through the tape's hooks (SweepHooks); nothing changes what the tape
+// computes.  This layer sits on top of the core (tape.hpp knows nothing of it).  Adjoints are shown from the most
 // recent gradient while it is current (tape.last_gradient()), or from a Gradients passed in.
 //
 //   fmt::print("{}", tape);                        // the listing, default options
@@ -232,3 +233,10 @@ Gradients checked_gradient(Tape& tape, const Var& y);
 Gradients checked_gradient(Tape& tape, const Tensor& y);
 
 }  // namespace ad
+
+/// Lists the tape one entry a line (ad::listing with default options): index, name, op, arguments,
+/// value, and the adjoint of the most recent gradient while it is current.
+template <>
+struct fmt::formatter<ad::Tape> : fmt::formatter<std::string_view> {
+  auto format(const ad::Tape& t, fmt::format_context& ctx) const -> fmt::format_context::iterator;
+};

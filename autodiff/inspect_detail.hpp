@@ -33,8 +33,6 @@ void check_store(const Tape& t, const GradStore& g, const char* what);
 
 /// Flat position of the first NaN or infinite element of v, or -1.
 std::int64_t first_non_finite(const View& v);
-/// "[1,2]": the multi-index of a flat position in a shape ("" for rank 0).
-std::string index_text(const Shape& s, std::int64_t flat);
 /// One element formatted in full (shortest round-trip form of its own type).
 std::string element_text(const View& v, std::int64_t i);
 
@@ -45,8 +43,6 @@ std::vector<std::string> lines(const Tape& t, std::span<const std::uint32_t> ent
 /// Whether entry e passes the prefix filter, given the groups from entry_groups.
 bool matches_prefix(const Tape& t, const std::vector<std::string>& groups, std::uint32_t e, std::string_view prefix);
 
-/// Whether backward_step(i) would push anything back (mirrors the tape's skip rules).
-bool step_runs(const Tape& t, const GradStore& s, std::uint32_t i);
 /// The distinct arguments of entry i that take a gradient, in argument order.
 std::vector<std::uint32_t> distinct_grad_args(const Tape& t, std::uint32_t i);
 

@@ -87,14 +87,14 @@ std::string fill_of(const Tape& t, std::uint32_t e, const GradStore* g) {
     if (auto a = adjoint_of(t, *g, e); a && first_non_finite(*a) >= 0) return "#f4b6b6";
   const Node* n = t.node(e);
   if (!n) return t.op(e) == Op::leaf ? "#cfe0fc" : "white";
-  if (n->args.empty() && !n->backward) return n->requires_grad ? "#cfe0fc" : "#e6e6e6";
+  if (n->args.empty() && !n->op->backward) return n->requires_grad ? "#cfe0fc" : "#e6e6e6";
   return "white";
 }
 
 /// Edges of entries whose arguments play different roles are labelled with the argument position.
 bool ordered_args(const Tape& t, std::uint32_t e) {
-  const auto op = op_text(t, e);
-  return t.args(e).size() > 1 && op != "add" && op != "mul";
+  const Node* n = t.node(e);
+  return t.args(e).size() > 1 && !(n ? n->op : &descriptor(t.op(e)))->commutative;
 }
 
 }  // namespace

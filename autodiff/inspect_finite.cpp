@@ -44,16 +44,13 @@ void check_adjoints(const Tape& t, const GradStore& s, std::uint32_t step) {
   }
 }
 
-Gradients checked(Tape& t, std::uint32_t y) {
-  Gradients g = t.start_gradient();
-  t.seed(g, y, 1.0);
-  const GradStore& s = g.store();
-  for (std::uint32_t i = y; i > 0; --i) {
-    if (!step_runs(t, s, i)) continue;
-    t.backward_step(g, i);
-    check_adjoints(t, s, i);
-  }
-  return g;
+/// A hook that checks, after every step that ran, the adjoints it added to.
+SweepHooks finiteness_check(const Tape& t) {
+  SweepHooks h;
+  h.after = [&t](const SweepStep& sw) {
+    if (sw.runs) check_adjoints(t, sw.gradients.store(), sw.entry);
+  };
+  return h;
 }
 
 }  // namespace
@@ -73,9 +70,12 @@ void check_finite(const Tape& t) {
 
 Gradients checked_gradient(Tape& t, const Var& y) {
   t.check(y.tape(), y.generation(), y.index(), "checked_gradient");
-  return checked(t, y.index());
+  return t.gradient(y, finiteness_check(t));
 }
 
-Gradients checked_gradient(Tape& t, const Tensor& y) { return checked(t, t.check_output(y, "checked_gradient")); }
+Gradients checked_gradient(Tape& t, const Tensor& y) {
+  t.check_output(y, "checked_gradient");
+  return t.gradient(y, finiteness_check(t));
+}
 
 }  // namespace ad

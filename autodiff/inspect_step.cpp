@@ -12,13 +12,6 @@ using namespace inspect_detail;
 
 namespace inspect_detail {
 
-bool step_runs(const Tape& t, const GradStore& s, std::uint32_t i) {
-  const Node* n = t.node(i);
-  if (!n) return s.adj[i] != 0.0;
-  if (!n->backward || !n->requires_grad) return false;
-  return n->scalar_out ? s.adj[i] != 0.0 : s.tadj[t.node_index(i)] != nullptr;
-}
-
 std::vector<std::uint32_t> distinct_grad_args(const Tape& t, std::uint32_t i) {
   std::vector<std::uint32_t> r;
   for (auto a : t.args(i))
@@ -49,24 +42,24 @@ Array<double> snapshot(const Tape& t, const GradStore& s, std::uint32_t e) {
   return r;
 }
 
-StepLog run(Tape& t, std::uint32_t y) {
-  Gradients g = t.start_gradient();
-  t.seed(g, y, 1.0);
-  GradStore& s = g.store();
-  std::vector<Step> steps;
-  steps.reserve(y);
-  for (std::uint32_t i = y; i > 0; --i) {
+/// Hooks that record every step of a sweep into `steps`: before a step, what each argument's
+/// adjoint was; after it, what the step added.
+SweepHooks recorder(const Tape& t, std::vector<Step>& steps) {
+  SweepHooks h;
+  h.before = [&t, &steps](const SweepStep& sw) {
+    const GradStore& s = sw.gradients.store();
+    const std::uint32_t i = sw.entry;
     Step st;
     st.entry = i;
     st.rule = t.op(i) == Op::rule;
-    st.skipped = !step_runs(t, s, i);
+    st.skipped = !sw.runs;
     if (st.skipped) {
       steps.push_back(std::move(st));
-      continue;
+      return;
     }
+    const auto args = t.args(i);
     if (!st.rule) {
       const double gi = s.adj[i];
-      const auto args = t.args(i);
       for (std::size_t k = 0; k < args.size(); ++k) {
         Contribution c;
         c.to = args[k];
@@ -75,11 +68,8 @@ StepLog run(Tape& t, std::uint32_t y) {
         c.amount = c.partial * gi;  // exactly what the sweep adds
         st.contributions.push_back(std::move(c));
       }
-      t.backward_step(g, i);
     } else {
-      const auto args = t.args(i);
-      const auto targets = distinct_grad_args(t, i);
-      for (auto a : targets) {
+      for (auto a : distinct_grad_args(t, i)) {
         Contribution c;
         c.to = a;
         c.slot = static_cast<int>(std::find(args.begin(), args.end(), a) - args.begin());
@@ -89,25 +79,38 @@ StepLog run(Tape& t, std::uint32_t y) {
         else c.amount = s.adj[a];
         st.contributions.push_back(std::move(c));
       }
-      t.backward_step(g, i);
-      for (auto& c : st.contributions) {
-        if (c.tensor) c.after = snapshot(t, s, c.to);
-        else c.amount = s.adj[c.to] - c.amount;
-      }
     }
     steps.push_back(std::move(st));
-  }
-  return StepLog(t, std::move(g), y, std::move(steps));
+  };
+  h.after = [&t, &steps](const SweepStep& sw) {
+    Step& st = steps.back();
+    if (!st.rule || st.skipped) return;
+    const GradStore& s = sw.gradients.store();
+    for (auto& c : st.contributions) {
+      if (c.tensor) c.after = snapshot(t, s, c.to);
+      else c.amount = s.adj[c.to] - c.amount;
+    }
+  };
+  return h;
 }
 
 }  // namespace
 
 StepLog step_through(Tape& t, const Var& y) {
   t.check(y.tape(), y.generation(), y.index(), "step_through");
-  return run(t, y.index());
+  std::vector<Step> steps;
+  steps.reserve(y.index());
+  Gradients g = t.gradient(y, recorder(t, steps));
+  return StepLog(t, std::move(g), y.index(), std::move(steps));
 }
 
-StepLog step_through(Tape& t, const Tensor& y) { return run(t, t.check_output(y, "step_through")); }
+StepLog step_through(Tape& t, const Tensor& y) {
+  const std::uint32_t e = t.check_output(y, "step_through");
+  std::vector<Step> steps;
+  steps.reserve(e);
+  Gradients g = t.gradient(y, recorder(t, steps));
+  return StepLog(t, std::move(g), e, std::move(steps));
+}
 
 // ---- queries -----------------------------------------------------------------------------------------
 

@@ -1,7 +1,5 @@
 #include "autodiff/tape.hpp"
 
-#include "autodiff/inspect.hpp"
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -9,14 +7,24 @@
 namespace ad {
 
 namespace {
-constexpr const char* op_names[] = {
-    "sink", "leaf",  "add",  "sub",  "mul",  "div",     "neg",  "add",  "sub",      "sub",  "mul",
-    "div",  "div",   "pow",  "pow",  "pow",  "exp",     "log",  "log1p", "sqrt",    "sin",  "cos",
-    "tan",  "tanh",  "sigmoid", "relu", "abs", "softplus", "square", "min", "max", "expr", "rule"};
-static_assert(std::size(op_names) == static_cast<std::size_t>(Op::count_));
+// Scalar op codes: names only.  Their backward step is the tape's own (argument indices and local
+// partials); no scalar op needs a rule of its own.
+constexpr OpDescriptor scalar_ops[] = {
+    {.name = "sink"},  {.name = "leaf"},   {.name = "add", .commutative = true}, {.name = "sub"},
+    {.name = "mul", .commutative = true},  {.name = "div"},  {.name = "neg"},    {.name = "add"},
+    {.name = "sub"},   {.name = "sub"},    {.name = "mul"},  {.name = "div"},    {.name = "div"},
+    {.name = "pow"},   {.name = "pow"},    {.name = "pow"},  {.name = "exp"},    {.name = "log"},
+    {.name = "log1p"}, {.name = "sqrt"},   {.name = "sin"},  {.name = "cos"},    {.name = "tan"},
+    {.name = "tanh"},  {.name = "sigmoid"}, {.name = "relu"}, {.name = "abs"},   {.name = "softplus"},
+    {.name = "square"}, {.name = "min"},  {.name = "max"},
+    {.name = "expr"},  {.name = "rule"}};
+static_assert(std::size(scalar_ops) == static_cast<std::size_t>(Op::count_));
 }  // namespace
 
-const char* op_name(Op op) { return op_names[static_cast<std::size_t>(op)]; }
+const OpDescriptor& descriptor(Op op) { return scalar_ops[static_cast<std::size_t>(op)]; }
+
+const OpDescriptor leaf_op{.name = "leaf"};
+const OpDescriptor const_op{.name = "const"};
 
 Tape::Tape() {
   grow();
@@ -48,6 +56,7 @@ std::uint32_t Tape::push_node(Node&& node, double scalar_value) {
   if (size_ == capacity_) grow();  // grow first so a CapacityError leaves the tape unchanged
   const auto k = static_cast<std::uint32_t>(nodes_.size());
   node.entry = static_cast<std::uint32_t>(size_);
+  if (node.version) leaves_.push_back(node.entry);
   nodes_.emplace_back(std::move(node));
   return push(Op::rule, scalar_value, k, 0.0, 0, 0.0);
 }
@@ -135,6 +144,7 @@ void Tape::clear() {
   size_ = 1;
   ++generation_;
   nodes_.clear();
+  leaves_.clear();
   arena_.reset();
   names_.clear();
   by_name_.clear();
@@ -171,25 +181,26 @@ void Tape::seed(Gradients& g, std::uint32_t entry, double w) const {
   }
 }
 
-void Tape::backward_step(Gradients& g, std::uint32_t i) const {
-  GradStore& s = g.store();
-  const std::uint64_t w = word_[i];
-  if ((w >> 58) != static_cast<std::uint64_t>(Op::rule)) {
-    const double gi = s.adj[i];
-    if (gi == 0.0) return;  // nothing flowed in: skip, so an infinite partial cannot make 0·inf = NaN
-    s.adj[w & max_entries] += partial_[2 * i] * gi;
-    s.adj[(w >> 29) & max_entries] += partial_[2 * i + 1] * gi;
-    return;
-  }
+bool Tape::rule_runs(const GradStore& s, std::uint32_t i) const {
   const std::uint32_t k = node_index(i);
   const Node& n = nodes_[k];
-  if (!n.backward || !n.requires_grad) return;
-  if (n.scalar_out ? s.adj[i] == 0.0 : s.tadj[k] == nullptr) return;
-  BackwardContext ctx(*this, s, n);
-  n.backward(ctx);
+  if (!n.op->backward || !n.requires_grad) return false;
+  return n.scalar_out ? s.adj[i] != 0.0 : s.tadj[k] != nullptr;
 }
 
-void Tape::sweep(Gradients& g, std::uint32_t last) const {
+bool Tape::rule_step(GradStore& s, std::uint32_t i) const {
+  if (!rule_runs(s, i)) return false;
+  const Node& n = nodes_[node_index(i)];
+  BackwardContext ctx(*this, s, n);
+  n.op->backward(ctx);
+  return true;
+}
+
+// The one reverse sweep.  Without hooks it is a tight loop over the scalar arrays, calling a node's
+// backward rule where there is one; `hooked` adds the calls around each step (a separate
+// instantiation, so the plain sweep pays nothing for them).
+template <bool hooked>
+void Tape::sweep(Gradients& g, std::uint32_t last, const SweepHooks* hooks) const {
   GradStore& s = g.store();
   double* adj = s.adj.data();
   const std::uint64_t* word = word_.get();
@@ -197,22 +208,60 @@ void Tape::sweep(Gradients& g, std::uint32_t last) const {
   for (std::uint32_t i = last; i > 0; --i) {
     const std::uint64_t w = word[i];
     if ((w >> 58) == static_cast<std::uint64_t>(Op::rule)) {
-      backward_step(g, i);
+      if constexpr (hooked) {
+        const SweepStep step{.entry = i, .runs = rule_runs(s, i), .gradients = g};
+        if (hooks->before) hooks->before(step);
+        if (step.runs) rule_step(s, i);
+        if (hooks->after) hooks->after(step);
+      } else {
+        rule_step(s, i);
+      }
       continue;
     }
-    if ((w << 6) == 0) continue;  // no arguments (a leaf): its partials need not be read
-    const double gi = adj[i];
-    if (gi == 0.0) continue;
-    adj[w & max_entries] += partial[2 * i] * gi;
-    adj[(w >> 29) & max_entries] += partial[2 * i + 1] * gi;
+    if constexpr (hooked) {
+      // A scalar entry runs when something flowed in (a leaf then has nothing to pass on).
+      const SweepStep step{.entry = i, .runs = adj[i] != 0.0, .gradients = g};
+      if (hooks->before) hooks->before(step);
+      if (step.runs && (w << 6) != 0) {
+        adj[w & max_entries] += partial[2 * i] * adj[i];
+        adj[(w >> 29) & max_entries] += partial[2 * i + 1] * adj[i];
+      }
+      if (hooks->after) hooks->after(step);
+    } else {
+      if ((w << 6) == 0) continue;  // no arguments (a leaf): its partials need not be read
+      const double gi = adj[i];
+      if (gi == 0.0) continue;  // nothing flowed in: skip, so an infinite partial cannot make 0·inf = NaN
+      adj[w & max_entries] += partial[2 * i] * gi;
+      adj[(w >> 29) & max_entries] += partial[2 * i + 1] * gi;
+    }
   }
 }
 
-Gradients Tape::gradient(Var y) {
+void Tape::run_sweep(Gradients& g, std::uint32_t last, const SweepHooks& hooks) const {
+  if (hooks) sweep<true>(g, last, &hooks);
+  else sweep<false>(g, last, nullptr);
+}
+
+void Tape::check_leaves(std::uint32_t last, const char* what) const {
+  for (const std::uint32_t e : leaves_) {
+    if (e > last) break;
+    const Node& n = nodes_[node_index(e)];
+    if (*n.version == n.version_seen) continue;
+    throw StaleTapeError(fmt::format(
+        "{}: leaf {} ({}) was changed in place after it was recorded (an optimiser step, a load or a write to its "
+        "Array): the tape mixes old values with new ones; clear the tape and record the computation again",
+        what, label(e, fmt::format("#{}", e)), describe(n.dtype, n.shape)));
+  }
+}
+
+Gradients Tape::gradient(Var y) { return gradient(y, SweepHooks{}); }
+
+Gradients Tape::gradient(Var y, const SweepHooks& hooks) {
   check(y.tape(), y.generation(), y.index(), "gradient");
+  check_leaves(y.index(), "gradient");
   Gradients g = start_gradient();
   seed(g, y.index(), 1.0);
-  sweep(g, y.index());
+  run_sweep(g, y.index(), hooks);
   return g;
 }
 
@@ -224,9 +273,10 @@ Gradients Tape::gradient(std::span<const Var> ys, std::span<const double> weight
     check(y.tape(), y.generation(), y.index(), "gradient");
     last = std::max(last, y.index());
   }
+  check_leaves(last, "gradient");
   Gradients g = start_gradient();
   for (std::size_t k = 0; k < ys.size(); ++k) seed(g, ys[k].index(), weights[k]);
-  sweep(g, last);
+  sweep<false>(g, last, nullptr);
   return g;
 }
 
@@ -238,12 +288,43 @@ std::uint32_t Tape::check_output(const Tensor& y, const char* what) const {
   return y.index();
 }
 
-Gradients Tape::gradient(const Tensor& y) {
+Gradients Tape::gradient(const Tensor& y) { return gradient(y, SweepHooks{}); }
+
+Gradients Tape::gradient(const Tensor& y, const SweepHooks& hooks) {
   const std::uint32_t e = check_output(y, "gradient");
+  check_leaves(e, "gradient");
   Gradients g = start_gradient();
   seed(g, e, 1.0);
-  sweep(g, e);
+  run_sweep(g, e, hooks);
   return g;
+}
+
+Gradients Tape::vjp(const Tensor& y, const View& cotangent, const SweepHooks& hooks) {
+  check(y.tape(), y.generation(), y.index(), "vjp");
+  const Node* n = node(y.index());
+  if (n == nullptr || n->scalar_out)
+    throw InvalidArgument(fmt::format("vjp: {} is not a tensor entry", label(y.index(), "y")));
+  if (cotangent.shape() != n->shape || cotangent.data() == nullptr)
+    throw ShapeError(fmt::format("vjp: the cotangent is {} but {} is {}", describe(cotangent.dtype(), cotangent.shape()),
+                                 label(y.index(), "y"), describe(n->dtype, n->shape)));
+  check_leaves(y.index(), "vjp");
+  Gradients g = start_gradient();
+  dispatch(n->dtype, [&]<class T>() {
+    T* a = static_cast<T*>(g.store().tensor_adjoint(node_index(y.index()), *n));
+    dispatch(cotangent.dtype(), [&]<class S>() {
+      const S* c = static_cast<const S*>(cotangent.data());
+      for (std::int64_t i = 0, m = numel(n->shape); i < m; ++i) a[i] += static_cast<T>(c[i]);
+    });
+  });
+  run_sweep(g, y.index(), hooks);
+  return g;
+}
+
+std::vector<std::uint32_t> Tape::readers_of(const void* buffer) const {
+  std::vector<std::uint32_t> r;
+  for (const std::uint32_t e : leaves_)
+    if (nodes_[node_index(e)].data == buffer) r.push_back(e);
+  return r;
 }
 
 const GradStore* Tape::last_gradient() const {
@@ -319,9 +400,3 @@ bool Gradients::reached(std::uint32_t entry) const {
 
 }  // namespace ad
 
-// ---- listing -----------------------------------------------------------------------------------------
-
-auto fmt::formatter<ad::Tape>::format(const ad::Tape& t, fmt::format_context& ctx) const
-    -> fmt::format_context::iterator {
-  return fmt::formatter<std::string_view>::format(ad::listing(t), ctx);
-}

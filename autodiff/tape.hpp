@@ -2,7 +2,8 @@
 //
 // Entries are appended in creation order, which is already a topological order: an entry can only
 // use entries recorded before it.  The reverse sweep is therefore one loop from the last entry to
-// the first, with no recursion and no graph search.
+// the first, with no recursion and no graph search.  There is exactly one such loop (Tape::sweep);
+// step-through logs, NaN checks and gradient reductions run beside it as hooks (SweepHooks).
 //
 // Two kinds of entry share one index space and one sweep:
 //  * scalar entries (ad::Var) are plain data: an op code, up to two argument indices and the local
@@ -10,17 +11,25 @@
 //    `expr` entry is a whole source expression over at most two Vars (autodiff/expr.hpp): its
 //    partials are the expression's total derivatives, and the sweep treats it like any other;
 //  * rule entries (tensor ops, and scalar results computed from tensors) carry a Node: the value's
-//    dtype and shape, its elements, its arguments and a backward rule (a plain function pointer).
+//    dtype and shape, its elements, its arguments, its op descriptor (autodiff/op.hpp), whose
+//    backward rule is a plain function pointer, and the op's typed saved state.
 //
 // Entry 0 is a sink: a scalar entry with no arguments points both argument slots at it with a
 // zero partial, so the scalar sweep needs no branch for unary ops or leaves.
+//
+// This header is the core: it knows nothing of printing.  Listings, pictures and step-through
+// live in autodiff/inspect.hpp, which also makes `fmt::print("{}", tape)` work.
 #pragma once
 
 #include <cstdint>
+#include <new>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <vector>
 
 #include <boost/container/flat_map.hpp>
 #include <boost/container/static_vector.hpp>
@@ -29,6 +38,7 @@
 #include "autodiff/arena.hpp"
 #include "autodiff/array.hpp"
 #include "autodiff/error.hpp"
+#include "autodiff/op.hpp"
 
 namespace ad {
 
@@ -38,36 +48,6 @@ class Tensor;
 class Gradients;
 class BackwardContext;
 struct GradStore;
-
-/// Op codes of entries.  `rule` marks an entry whose backward step is a Node's rule.
-enum class Op : std::uint8_t {
-  sink, leaf,
-  add, sub, mul, div, neg,
-  add_c, sub_c, rsub_c, mul_c, div_c, rdiv_c,
-  pow, pow_c, rpow_c,
-  exp, log, log1p, sqrt, sin, cos, tan, tanh, sigmoid, relu, abs, softplus, square,
-  min, max,
-  expr,  // a fused expression over up to two Vars: its partials are the total derivatives
-  rule,
-  count_
-};
-static_assert(static_cast<int>(Op::count_) <= 64, "op codes must fit in 6 bits");
-
-/// Short name of an op code ("add", "tanh", ...).
-const char* op_name(Op op);
-
-/// The backward rule of a rule entry: reads the output adjoint from the context and adds the
-/// contribution to each argument's adjoint.  Rules add, never assign.
-using BackwardFn = void (*)(BackwardContext&);
-
-/// Small parameters a backward rule reads (an axis, a constant, a pointer to saved data).
-struct NodeParams {
-  double c = 0.0;
-  std::int64_t i0 = 0;
-  std::int64_t i1 = 0;
-  bool flag = false;
-  const void* saved = nullptr;  // arena memory recorded with the node, or null
-};
 
 /// A rule entry's data.  Tensor-valued nodes hold their elements in `data`; scalar-valued rule
 /// nodes (an element of a tensor, a sum as a Var) keep their value in the scalar arrays like any
@@ -79,11 +59,30 @@ struct Node {
   bool requires_grad = false;
   Shape shape;
   void* data = nullptr;
-  std::shared_ptr<const void> owner;  // keeps a leaf's Array buffer alive; null otherwise
   boost::container::static_vector<std::uint32_t, 3> args;
-  BackwardFn backward = nullptr;
-  const char* op = "leaf";
-  NodeParams params;
+  const OpDescriptor* op = &leaf_op;  ///< what the op is: name, backward rule, ...
+  const void* saved = nullptr;        ///< the op's typed state (arena memory), or null
+  std::shared_ptr<const void> owner;  ///< keeps a leaf's Array buffer (or a custom op's state) alive
+  const std::uint64_t* version = nullptr;  ///< a leaf: its Array's version stamp ...
+  std::uint64_t version_seen = 0;          ///< ... and its value when the leaf was recorded
+};
+
+/// One entry of a sweep, as a hook sees it.
+struct SweepStep {
+  std::uint32_t entry = 0;
+  /// Whether the entry's backward step pushes anything back: something flowed into its adjoint
+  /// and it has arguments that take a gradient.  A hook is called for every entry either way.
+  bool runs = false;
+  Gradients& gradients;  ///< the adjoints so far (after the step, for `after`)
+};
+
+/// Optional calls around each entry's backward step, in sweep order (last entry first).  Uses:
+/// step-through logs, NaN checks, starting the reduction of a parameter's gradient once every
+/// entry reading it has been swept (Tape::readers).
+struct SweepHooks {
+  std::function<void(const SweepStep&)> before{};
+  std::function<void(const SweepStep&)> after{};
+  explicit operator bool() const { return before || after; }
 };
 
 /// Options of a tensor leaf.
@@ -106,8 +105,9 @@ class Tape {
   // ---- recording ---------------------------------------------------------------------------------
   /// A new independent scalar variable (a leaf) with value v.
   Var variable(double v);
-  /// A tensor leaf reading `a` without copying it: the tape shares the Array's buffer, so later
-  /// in-place updates of `a` (an optimiser step) are seen by the tape until clear().
+  /// A tensor leaf reading `a` without copying it: the tape shares the Array's buffer.  The leaf
+  /// remembers the buffer's version stamp: after an in-place update of `a` (an optimiser step) a
+  /// sweep over this tape throws StaleTapeError naming the leaf, until clear() and a new recording.
   template <Element T>
   Tensor leaf(const Array<T>& a, LeafOptions opt = {});
   /// A tensor leaf that needs no gradient (data, labels, constants).
@@ -125,6 +125,16 @@ class Tape {
   Gradients gradient(std::span<const Var> ys, std::span<const double> weights);
   /// Seeded with a one-element tensor (a loss).
   Gradients gradient(const Tensor& y);
+  /// The same sweeps with hooks called around every entry's step.
+  Gradients gradient(Var y, const SweepHooks& hooks);
+  Gradients gradient(const Tensor& y, const SweepHooks& hooks);
+  /// A vector-Jacobian product: one sweep seeded with a whole tensor of adjoints, `cotangent`
+  /// (y's shape; any element type, converted to y's).  The result holds cotangentᵀ · ∂y/∂(each
+  /// entry).  Throws ShapeError naming y if the shapes differ.
+  Gradients vjp(const Tensor& y, const View& cotangent, const SweepHooks& hooks = {});
+  /// Every sweep first checks that no leaf buffer changed since it was recorded (StaleTapeError
+  /// naming the leaf otherwise); this is that check on its own, for the entries up to `last`.
+  void check_leaves(std::uint32_t last, const char* what) const;
 
   // ---- state -------------------------------------------------------------------------------------
   /// Forgets every entry but keeps all memory.  Handles from before become stale (using one
@@ -192,6 +202,13 @@ class Tape {
   T* allocate_elements(std::int64_t n) {
     return static_cast<T*>(allocate(sizeof(T) * static_cast<std::size_t>(n)));
   }
+  /// A copy of an op's saved state in the arena (freed, without destructors, by clear()).
+  template <class S>
+    requires std::is_trivially_copyable_v<S> && std::is_trivially_destructible_v<S>
+  const S* save(const S& state) {
+    static_assert(alignof(S) <= Arena::alignment);
+    return ::new (allocate(sizeof(S))) S(state);
+  }
   /// Checks that a handle belongs to this tape and this generation; `what` names the op.  An empty
   /// handle throws InvalidArgument, one from another tape ForeignHandleError, and one from before
   /// clear() (or not naming an entry) StaleHandleError.
@@ -205,21 +222,31 @@ class Tape {
   /// Whether gradients flow into this entry (scalar entries: always; nodes: requires_grad).
   bool requires_grad(std::uint32_t entry) const;
 
-  // ---- low-level sweep (for inspection tools) ----------------------------------------------------
+  // ---- for inspection tools ----------------------------------------------------------------------
+  /// The gradient of the most recent sweep, if it is still current (for listings).
+  const GradStore* last_gradient() const;
+  /// The tensor leaves (entries) that read the buffer of `a`, in creation order: a parameter used
+  /// twice (weight sharing) has two.  Its gradient is the sum of their adjoints, complete once the
+  /// sweep has passed the first of them.
+  template <Element T>
+  std::vector<std::uint32_t> readers(const Array<T>& a) const {
+    return readers_of(a.data());
+  }
+  std::vector<std::uint32_t> readers_of(const void* buffer) const;
+
+ private:
+  friend class Gradients;
   /// Zeroed adjoints for every entry, ready to be seeded.
   Gradients start_gradient();
   /// Adds w to the adjoint of a scalar entry, or w to every element of a tensor entry's adjoint.
   void seed(Gradients& g, std::uint32_t entry, double w) const;
-  /// Runs the backward step of one entry: adds its adjoint times its local derivatives into its
-  /// arguments' adjoints.
-  void backward_step(Gradients& g, std::uint32_t entry) const;
-  /// Runs every backward step from `last` down to entry 1.
-  void sweep(Gradients& g, std::uint32_t last) const;
-  /// The gradient of the most recent sweep, if it is still current (for listings).
-  const GradStore* last_gradient() const;
-
- private:
-  friend class Gradients;
+  /// THE reverse sweep: every backward step from `last` down to entry 1, with hooks when given.
+  template <bool hooked>
+  void sweep(Gradients& g, std::uint32_t last, const SweepHooks* hooks) const;
+  void run_sweep(Gradients& g, std::uint32_t last, const SweepHooks& hooks) const;
+  /// Runs the backward step of rule entry i (node k) if anything flowed in; returns whether it ran.
+  bool rule_step(GradStore& s, std::uint32_t i) const;
+  bool rule_runs(const GradStore& s, std::uint32_t i) const;
   void grow();
   [[noreturn]] void throw_foreign(const char* what, const Tape* owner) const;
   [[noreturn]] void throw_stale(const char* what, std::uint32_t generation) const;
@@ -233,6 +260,7 @@ class Tape {
   std::unique_ptr<double[]> partial_;      // two per entry
   std::uint32_t generation_ = 1;
   std::vector<Node> nodes_;
+  std::vector<std::uint32_t> leaves_;  // tensor leaf entries with a version stamp
   Arena arena_;
   boost::container::flat_map<std::uint32_t, std::string> names_;
   boost::container::flat_map<std::string, std::uint32_t, std::less<>> by_name_;
@@ -240,13 +268,6 @@ class Tape {
 };
 
 }  // namespace ad
-
-/// Lists the tape one entry a line: index, name, op, arguments, value, and the adjoint of the
-/// most recent gradient while it is current.
-template <>
-struct fmt::formatter<ad::Tape> : fmt::formatter<std::string_view> {
-  auto format(const ad::Tape& t, fmt::format_context& ctx) const -> fmt::format_context::iterator;
-};
 
 #include "autodiff/var.hpp"
 #include "autodiff/tensor.hpp"
@@ -264,7 +285,9 @@ Tensor Tape::push_leaf(const Array<T>& a, bool requires_grad) {
   n.data = const_cast<T*>(a.data());
   n.owner = std::shared_ptr<const void>(a.buffer(), a.data());
   n.requires_grad = requires_grad;
-  n.op = requires_grad ? "leaf" : "const";
+  n.op = requires_grad ? &leaf_op : &const_op;
+  n.version = a.version_stamp();
+  n.version_seen = a.version();
   const std::uint32_t e = push_node(std::move(n));
   return Tensor(this, e, generation_);
 }

@@ -38,14 +38,43 @@ double Tensor::item() const {
 
 namespace {
 
-/// Adds the scalar output's adjoint into element params.i0 of the tensor argument.
+/// element's saved state: the flat index of the picked element.
+struct Picked {
+  std::int64_t flat = 0;
+};
+
+/// Adds the scalar output's adjoint into the picked element of the tensor argument.
 void element_backward(BackwardContext& c) {
   dispatch(c.arg_node(0).dtype, [&]<class T>() {
-    if (T* g = c.arg_grad<T>(0)) g[c.params().i0] += static_cast<T>(c.scalar_grad());
+    if (T* g = c.arg_grad<T>(0)) g[c.saved<Picked>().flat] += static_cast<T>(c.scalar_grad());
   });
 }
 
-Var record_element(const Tensor& t, std::int64_t flat, const char* op) {
+/// "[1,2]": the picked element's multi-index in its argument.
+ParamText element_params(const Tape& t, const Node& n) {
+  return {index_text(t.shape_of_entry(n.args[0]), static_cast<const Picked*>(n.saved)->flat)};
+}
+
+/// Step-through: d t[i] / d t is one-hot at i, so only the picked element receives the Var's adjoint.
+void element_explain(const ExplainQuery& q, Explanation& ex) {
+  if (q.node.args.size() != 1 || q.node.args[0] != q.to) return;
+  const std::uint32_t e = q.node.entry;
+  const auto name = q.tape.name_of(e);
+  ex.note = q.element == static_cast<const Picked*>(q.node.saved)->flat
+                ? fmt::format("the picked element: receives adj #{}{}{} = {:.6g}", e, name.empty() ? "" : " ", name,
+                              q.adjoint.flat(0))
+                : std::string("not the picked element: nothing added");
+}
+
+}  // namespace
+
+const OpDescriptor element_op{.name = "element", .backward = element_backward, .explain = element_explain,
+                              .params = element_params, .element_of_argument = true};
+const OpDescriptor to_var_op{.name = "to_var", .backward = element_backward, .explain = element_explain};
+
+namespace {
+
+Var record_element(const Tensor& t, std::int64_t flat, const OpDescriptor& op) {
   const Node& src = t.node();
   Tape& tape = *t.tape();
   Node n;
@@ -53,9 +82,8 @@ Var record_element(const Tensor& t, std::int64_t flat, const char* op) {
   n.scalar_out = true;
   n.requires_grad = src.requires_grad;
   n.args.push_back(t.index());
-  n.backward = element_backward;
-  n.op = op;
-  n.params.i0 = flat;
+  n.op = &op;
+  n.saved = tape.save(Picked{flat});
   const double v = View(src.dtype, src.shape, src.data).flat(flat);
   return Var(&tape, tape.push_node(std::move(n), v), tape.generation());
 }
@@ -66,7 +94,7 @@ Var record_element(const Tensor& t, std::int64_t flat, const char* op) {
 Var element(const Tensor& t, std::initializer_list<std::int64_t> index) {
   const Node& src = t.node();
   const std::int64_t flat = flat_index(src.shape, index, "element");
-  return record_element(t, flat, "element");
+  return record_element(t, flat, element_op);
 }
 
 /// A one-element tensor as a Var.  The derivative is 1.
@@ -75,7 +103,7 @@ Var to_var(const Tensor& t) {
   if (numel(src.shape) != 1)
     throw ShapeError(fmt::format("to_var: expected a one-element tensor, {} is {}", t.tape()->label(t.index(), "t"),
                                  describe(src.dtype, src.shape)));
-  return record_element(t, 0, "to_var");
+  return record_element(t, 0, to_var_op);
 }
 
 }  // namespace ad

@@ -17,7 +17,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <functional>
 #include <random>
 #include <string>
@@ -95,10 +94,7 @@ void bench_matmul() {
     tape.clear();
     const ad::Tensor xt = tape.leaf(x), wt = tape.leaf(w);
     const ad::Tensor zt = matmul(xt, wt, false, true);
-    ad::Gradients g = tape.start_gradient();
-    auto* seed = static_cast<float*>(g.store().tensor_adjoint(tape.node_index(zt.index()), zt.node()));
-    std::memcpy(seed, upstream.data(), upstream.size() * sizeof(float));
-    tape.sweep(g, zt.index());
+    ad::Gradients g = tape.vjp(zt, ad::View(ad::DType::f32, zt.shape(), upstream.data()));
     if (compare) {
       const auto gx = g[xt].as<float>(), gw = g[wt].as<float>(), zv = zt.value().as<float>();
       for (std::size_t i = 0; i < dx.size(); ++i) max_diff = std::max(max_diff, std::abs(gx[i] - dx[i]));

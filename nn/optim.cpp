@@ -9,23 +9,64 @@ Optimizer::Optimizer(ParameterList params) : params_(std::move(params)) {
     if (!p) throw ad::InvalidArgument("Optimizer: null parameter in the list");
 }
 
-ad::View Optimizer::gradient_of(const Parameter& p, const ad::Gradients& g, const char* who) const {
-  const ad::Tensor& h = p.recorded();
-  if (h.empty() || h.tape() != &g.tape() || h.generation() != g.store().generation)
-    throw ad::InvalidArgument(fmt::format("{}::step: parameter {} ({}) was not recorded in the computation these "
-                                          "gradients come from; run the forward pass after tape.clear() and before "
-                                          "tape.gradient()",
-                                          who, p.name(), ad::describe(p.dtype(), p.shape())));
-  ad::View v = g[h];
-  if (v.dtype() != p.dtype() || v.shape() != p.shape())
-    throw ad::ShapeError(fmt::format("{}::step: the adjoint of {} is {} but the parameter is {}", who, p.name(),
-                                     ad::describe(v.dtype(), v.shape()), ad::describe(p.dtype(), p.shape())));
-  return v;
+void Optimizer::step(const ad::Gradients& g) {
+  collect(g);
+  apply();
 }
 
-void Optimizer::collect(const ad::Gradients& g, const char* who) {
-  grads_.clear();
-  for (const auto& p : params_) grads_.push_back(gradient_of(*p, g, who));
+void Optimizer::collect(const ad::Gradients& g) {
+  g_.reset();
+  const ad::Tape& tape = g.tape();
+  const auto swept = static_cast<std::uint32_t>(g.store().adj.size());  // entries the sweep covered
+  std::vector<void*> grads(params_.size());
+  sums32_.resize(params_.size());
+  sums64_.resize(params_.size());
+  for (std::size_t k = 0; k < params_.size(); ++k) {
+    const Parameter& p = *params_[k];
+    ad::dispatch(p.dtype(), [&]<class T>() {
+      std::vector<std::uint32_t> readers = tape.readers(p.array<T>());
+      std::erase_if(readers, [&](std::uint32_t e) { return e >= swept || !tape.requires_grad(e); });
+      if (readers.empty())
+        throw ad::InvalidArgument(fmt::format(
+            "Optimizer::collect: parameter {} ({}) was not recorded in the computation these gradients come from; run "
+            "the forward pass after tape.clear() and before tape.gradient()",
+            p.name(), ad::describe(p.dtype(), p.shape())));
+      const auto adjoint = [&](std::uint32_t e) {
+        const ad::View v = g.adjoint(e);
+        if (v.dtype() != p.dtype() || v.shape() != p.shape())
+          throw ad::ShapeError(fmt::format("Optimizer::collect: the adjoint of {} is {} but the parameter is {}",
+                                           p.name(), ad::describe(v.dtype(), v.shape()),
+                                           ad::describe(p.dtype(), p.shape())));
+        return static_cast<const T*>(v.data());
+      };
+      if (readers.size() == 1) {  // one use: its adjoint is the gradient (the sweep's own storage)
+        grads[k] = const_cast<T*>(adjoint(readers[0]));
+        return;
+      }
+      auto& sum = [&]() -> std::vector<T>& {
+        if constexpr (std::is_same_v<T, float>) return sums32_[k];
+        else return sums64_[k];
+      }();
+      const auto n = static_cast<std::size_t>(p.size());
+      const T* first = adjoint(readers[0]);
+      sum.assign(first, first + n);
+      for (std::size_t r = 1; r < readers.size(); ++r) {
+        const T* a = adjoint(readers[r]);
+        for (std::size_t i = 0; i < n; ++i) sum[i] += a[i];
+      }
+      grads[k] = sum.data();
+    });
+  }
+  grads_ = std::move(grads);
+  g_.emplace(g);
+}
+
+void Optimizer::apply() {
+  if (!g_) throw ad::InvalidArgument("Optimizer::apply: nothing collected (call collect(g) first, or step(g))");
+  update();
+  for (const auto& p : params_)
+    ad::dispatch(p->dtype(), [&]<class T>() { p->array<T>().touch(); });
+  g_.reset();  // the sweep's storage can be reused by the next one
 }
 
 // ---- SGD ---------------------------------------------------------------------------------------------
@@ -68,15 +109,13 @@ void SGD::set_learning_rate(double lr) {
   options.lr = lr;
 }
 
-void SGD::step(const ad::Gradients& g) {
-  collect(g, "SGD");
+void SGD::update() {
   for (std::size_t k = 0; k < params_.size(); ++k) {
     Parameter& p = *params_[k];
-    const ad::View& gv = grads_[k];
     const double wd = p.decay() ? options.weight_decay : 0.0;
     ad::dispatch(p.dtype(), [&]<class T>() {
       T* w = p.array<T>().data();
-      const T* d = static_cast<const T*>(gv.data());
+      const T* d = static_cast<const T*>(gradient_data(k));
       const std::int64_t n = p.size();
       if (options.momentum == 0.0) return sgd_plain<T>(w, d, n, T(options.lr), T(wd));
       auto& v = [&]() -> std::vector<T>& {
@@ -125,8 +164,7 @@ void Adam::set_learning_rate(double lr) {
   options.lr = lr;
 }
 
-void Adam::step(const ad::Gradients& g) {
-  collect(g, "Adam");
+void Adam::update() {
   ++t_;
   const double c1 = 1.0 - std::pow(options.beta1, static_cast<double>(t_));
   const double c2 = 1.0 - std::pow(options.beta2, static_cast<double>(t_));
@@ -142,7 +180,7 @@ void Adam::step(const ad::Gradients& g) {
       }();
       m.resize(static_cast<std::size_t>(n), T(0));
       v.resize(static_cast<std::size_t>(n), T(0));
-      adam_update<T>(p.array<T>().data(), static_cast<const T*>(grads_[k].data()), m.data(), v.data(), n, T(lr_t),
+      adam_update<T>(p.array<T>().data(), static_cast<const T*>(gradient_data(k)), m.data(), v.data(), n, T(lr_t),
                      T(options.beta1), T(options.beta2), T(eps_t), T(wd));
     });
   }

@@ -1,5 +1,14 @@
-// Optimisers: they read each parameter's adjoint from the Gradients of one backward sweep and
+// Optimisers: they read each parameter's gradient from the Gradients of one backward sweep and
 // update the parameter's Array in place.
+//
+// A parameter's gradient is the sum of the adjoints of EVERY leaf on the tape that reads its buffer:
+// a layer applied twice (lin(lin(x))), or two modules sharing one Parameter, records it twice, and
+// both uses count.  A step has two public phases, so that something can happen in between (data-
+// parallel training averages the gradients across processes):
+//     opt.collect(g);   // each parameter's summed gradient, in buffers the optimiser holds
+//     ...               // e.g. an allreduce over opt.gradient<float>(k) for every k
+//     opt.apply();      // the update
+// and opt.step(g) is the two in one.
 //
 // Weight decay λ is the regulariser (λ/2) Σ_l ‖W^(l)‖²_F added to the loss J.  Its gradient λW is
 // added by the optimiser (the tape only differentiates the recorded loss), and only to parameters
@@ -8,6 +17,8 @@
 //     W ← W − α (∂J/∂W + λ W)      b ← b − α ∂J/∂b
 #pragma once
 
+#include <optional>
+#include <span>
 #include <vector>
 
 #include "autodiff/gradients.hpp"
@@ -19,22 +30,42 @@ class Optimizer {
  public:
   explicit Optimizer(ParameterList params);
   virtual ~Optimizer() = default;
-  /// One update from the gradients of a sweep in which every parameter was recorded.
-  virtual void step(const ad::Gradients& g) = 0;
+  /// One update from the gradients of a sweep in which every parameter was recorded:
+  /// collect(g), then apply().
+  void step(const ad::Gradients& g);
+  /// Phase 1: for each parameter, the sum of the adjoints in g of every leaf of g's tape that reads
+  /// the parameter's buffer.  Throws InvalidArgument (naming the parameter) if a parameter was not
+  /// recorded on that tape before the sweep, with nothing collected; the Gradients stay referenced
+  /// until apply().
+  void collect(const ad::Gradients& g);
+  /// Phase 2: updates every parameter in place from its collected gradient (which may have been
+  /// changed since collect()), then lets go of the Gradients.  Throws InvalidArgument if nothing
+  /// was collected.
+  void apply();
+  /// The collected gradient of parameter k, as float or double (the parameter's element type;
+  /// DTypeError otherwise), writable until apply().  With one leaf reading the parameter this is
+  /// that leaf's adjoint in the Gradients itself (no copy); with several, a sum the optimiser owns.
+  template <ad::Element T>
+  std::span<T> gradient(std::size_t k);
+  /// Whether collect() has run since the last apply().
+  bool collected() const { return g_.has_value(); }
   /// The learning rate α, and changing it (for a schedule).
   virtual double learning_rate() const = 0;
   virtual void set_learning_rate(double lr) = 0;
   const ParameterList& parameters() const { return params_; }
 
  protected:
-  /// The adjoint of p in g; throws InvalidArgument if p was not recorded on g's tape in g's
-  /// generation (the forward pass was not run after the last tape.clear()).
-  ad::View gradient_of(const Parameter& p, const ad::Gradients& g, const char* who) const;
-  /// Looks up every parameter's adjoint into grads_ before anything is updated, so a parameter
-  /// that was not recorded makes the whole step throw with no parameter changed.
-  void collect(const ad::Gradients& g, const char* who);
+  /// The update itself, reading gradient_data(k) for parameter k.
+  virtual void update() = 0;
+  /// The collected gradient of parameter k (of the parameter's element type).
+  const void* gradient_data(std::size_t k) const { return grads_[k]; }
   ParameterList params_;
-  std::vector<ad::View> grads_;
+
+ private:
+  std::optional<ad::Gradients> g_;          // the sweep collected from, kept until apply()
+  std::vector<void*> grads_;                // per parameter: its gradient (in g_ or in sums_)
+  std::vector<std::vector<float>> sums32_;  // per parameter: a sum over several leaves
+  std::vector<std::vector<double>> sums64_;
 };
 
 struct SGDOptions {
@@ -48,12 +79,12 @@ struct SGDOptions {
 class SGD : public Optimizer {
  public:
   SGD(ParameterList params, SGDOptions options = {});
-  void step(const ad::Gradients& g) override;
   double learning_rate() const override { return options.lr; }
   void set_learning_rate(double lr) override;
   SGDOptions options;
 
  private:
+  void update() override;
   std::vector<std::vector<float>> v32_;
   std::vector<std::vector<double>> v64_;
 };
@@ -72,16 +103,28 @@ struct AdamOptions {
 class Adam : public Optimizer {
  public:
   Adam(ParameterList params, AdamOptions options = {});
-  void step(const ad::Gradients& g) override;
   double learning_rate() const override { return options.lr; }
   void set_learning_rate(double lr) override;
   AdamOptions options;
   long steps() const { return t_; }
 
  private:
+  void update() override;
   long t_ = 0;
   std::vector<std::vector<float>> m32_, v32_;
   std::vector<std::vector<double>> m64_, v64_;
 };
+
+// ---- inline definitions ---------------------------------------------------------------------------
+
+template <ad::Element T>
+std::span<T> Optimizer::gradient(std::size_t k) {
+  if (!g_) throw ad::InvalidArgument("Optimizer::gradient: nothing collected (call collect(g) first)");
+  const Parameter& p = *params_.at(k);
+  if (p.dtype() != ad::dtype_of<T>)
+    throw ad::DTypeError(fmt::format("Optimizer::gradient: parameter {} is {}, requested as {}", p.name(),
+                                     ad::describe(p.dtype(), p.shape()), ad::to_string(ad::dtype_of<T>)));
+  return {static_cast<T*>(grads_[k]), static_cast<std::size_t>(p.size())};
+}
 
 }  // namespace nn

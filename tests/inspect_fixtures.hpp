@@ -72,13 +72,15 @@ inline void twice_backward(ad::BackwardContext& c) {
   });
 }
 
+inline constexpr ad::OpDescriptor twice_op{.name = "twice", .backward = twice_backward};
+
 inline ad::Tensor twice(const ad::Tensor& x) {
   ad::Tape& tape = ad::ops::tape_of(x, "twice");
   return ad::dispatch(x.dtype(), [&]<class T>() {
     T* out = tape.allocate_elements<T>(x.size());
     const T* in = static_cast<const T*>(x.value().data());
     for (std::int64_t i = 0; i < x.size(); ++i) out[i] = T(2) * in[i];
-    return ad::ops::record_tensor(tape, "twice", x.dtype(), x.shape(), out, {x.index()}, twice_backward);
+    return ad::ops::record_tensor(tape, twice_op, x.dtype(), x.shape(), out, {x.index()});
   });
 }
 

@@ -139,9 +139,7 @@ TEST_CASE("matmul: empty dimensions give empty or zero results and zero gradient
   const ad::Tensor w = tape.leaf(ad::Array<double>::full({4, 3}, 2.0));
   const ad::Tensor z = matmul(tape.leaf(ad::Array<double>({0, 4})), w);  // m = 0
   CHECK(z.shape() == ad::Shape{0, 3});
-  ad::Gradients g = tape.start_gradient();
-  tape.seed(g, c.index(), 1.0);
-  tape.sweep(g, c.index());
+  ad::Gradients g = tape.vjp(c, ad::Array<double>::full(c.shape(), 1.0).view());
   CHECK(g[a].size() == 0);
   CHECK(g[b].size() == 0);
 }
@@ -192,13 +190,8 @@ TEST_CASE("matmul: f32 agrees with f64 within the float rounding bound, forward 
       const ad::Tensor c = matmul(a, b, ta, tb), C = matmul(A, B, ta, tb);
       REQUIRE(c.dtype() == ad::DType::f32);
       // Seed both with the same upstream adjoint G (exactly representable in both types).
-      ad::Gradients g = t32.start_gradient();
-      ad::Gradients G = t64.start_gradient();
-      auto* s32 = static_cast<float*>(g.store().tensor_adjoint(t32.node_index(c.index()), c.node()));
-      auto* s64 = static_cast<double*>(G.store().tensor_adjoint(t64.node_index(C.index()), C.node()));
-      for (std::int64_t i = 0; i < m * n; ++i) s32[i] = g32[i], s64[i] = g32[i];
-      t32.sweep(g, c.index());
-      t64.sweep(G, C.index());
+      ad::Gradients g = t32.vjp(c, g32.view());
+      ad::Gradients G = t64.vjp(C, g32.view());  // the same values, converted to double
       // Each compared element is a sum of `terms` products of numbers in [-1, 1]: a float sum of
       // that length is within terms·2^-24 / (1 - terms·2^-24) times the sum of |products| <= terms
       // of the exact value; the f64 result is exact to far better than that.

@@ -300,16 +300,18 @@ TEST_CASE("ops: a mixed Var and tensor expression, gradients by name") {
 
 namespace {
 
-/// y = 2x with a backward rule that is wrong by 1e-7 relative: the checker must notice.
+/// A backward rule for y = 2x that is wrong by 1e-7 relative: the checker must notice.
+constexpr ad::OpDescriptor wrong_twice_op{.name = "twice", .backward = [](ad::BackwardContext& c) {
+  double* dx = c.arg_grad<double>(0);
+  for (std::int64_t i = 0; i < ad::numel(c.node().shape); ++i) dx[i] += (2.0 + 2e-7) * c.grad<double>()[i];
+}};
+
 ad::Tensor twice_with_wrong_rule(const Tensor& x) {
   ad::Tape& tape = ad::ops::tape_of(x, "twice");
   double* y = tape.allocate_elements<double>(x.size());
   const auto xv = x.value().as<double>();
   for (std::int64_t i = 0; i < x.size(); ++i) y[i] = 2.0 * xv[i];
-  return ad::ops::record_tensor(tape, "twice", ad::DType::f64, x.shape(), y, {x.index()}, [](ad::BackwardContext& c) {
-    double* dx = c.arg_grad<double>(0);
-    for (std::int64_t i = 0; i < ad::numel(c.node().shape); ++i) dx[i] += (2.0 + 2e-7) * c.grad<double>()[i];
-  });
+  return ad::ops::record_tensor(tape, wrong_twice_op, ad::DType::f64, x.shape(), y, {x.index()});
 }
 
 }  // namespace

@@ -24,6 +24,64 @@ namespace {
 
 // ---- recorders ---------------------------------------------------------------------------------------
 
+/// The saved state of a rule with a constant operand: c of x + c, p of x^p, the slope of leaky_relu.
+struct Constant {
+  double c = 0.0;
+};
+
+/// Whether unary rule R takes a constant (and so saves one).
+template <class R>
+constexpr bool takes_constant = requires { R::constant_first; };
+
+/// The constant as a listing shows it: "x, 2" or, for c - x and c / x, "2, x".
+template <class R>
+ParamText constant_text(const Tape&, const Node& n) {
+  return {fmt::format("{:.15g}", static_cast<const Constant*>(n.saved)->c), R::constant_first};
+}
+
+/// Flat index of the operand element that output element `o` reads under NumPy broadcasting.
+std::int64_t broadcast_source(const Shape& out, const Shape& arg, std::int64_t o) {
+  std::int64_t flat = 0, stride = 1;
+  const std::size_t skip = out.size() - arg.size();
+  for (std::size_t d = out.size(); d-- > 0;) {
+    const std::int64_t i = o % out[d];
+    o /= out[d];
+    if (d < skip) continue;
+    const std::int64_t n = arg[d - skip];
+    if (n != 1) flat += i * stride;
+    stride *= n;
+  }
+  return flat;
+}
+
+/// Step-through of a broadcast operand of add, sub or mul: the element received Σ over the output
+/// elements that read it of ∂out/∂operand · adj out, with ∂out/∂operand a constant (1 for add, ±1
+/// for sub: R::partial_a/partial_b) or, for mul, the other operand's element.
+template <class R>
+void broadcast_explain(const ExplainQuery& q, Explanation& ex) {
+  const Node& n = q.node;
+  if (n.scalar_out || n.args.size() != 2) return;
+  const Shape arg = q.tape.shape_of_entry(q.to);
+  if (arg == n.shape || arg.size() > n.shape.size()) return;  // not broadcast: element-wise
+  for (std::size_t side = 0; side < 2; ++side) {
+    if (n.args[side] != q.to) continue;
+    const std::uint32_t other = n.args[1 - side];
+    const Shape other_shape = q.tape.shape_of_entry(other);
+    const View ov = q.tape.value_view(other);
+    for (std::int64_t o = 0, m = numel(n.shape); o < m; ++o) {
+      if (broadcast_source(n.shape, arg, o) != q.element) continue;
+      ExplainProduct p{.factor = side == 0 ? R::partial_a : R::partial_b, .adjoint_element = o};
+      if constexpr (R::partial_is_other) {
+        p.factor_entry = other;
+        p.factor_element = broadcast_source(n.shape, other_shape, o);
+        p.factor = ov.flat(p.factor_element);
+      }
+      ex.products.push_back(p);
+    }
+  }
+}
+
+
 /// dx[i] += g[i] · R::df(x[i], y[i], p), or R::chain(g[i], x[i], y[i], p) where the rule defines it.
 template <class R>
 void unary_backward(BackwardContext& c) {
@@ -34,7 +92,7 @@ void unary_backward(BackwardContext& c) {
     const T* x = c.arg_value<T>(0);
     const T* y = c.value<T>();
     const T* g = c.grad<T>();
-    const T p = static_cast<T>(c.params().c);
+    const T p = c.node().saved ? static_cast<T>(c.saved<Constant>().c) : T(0);
     const std::int64_t n = numel(c.node().shape);
     if constexpr (requires { R::chain(T(0), T(0), T(0), T(0)); }) {
       ops::accumulate(dx, fresh, n, [&](std::int64_t i) { return R::chain(g[i], x[i], y[i], p); });
@@ -44,9 +102,21 @@ void unary_backward(BackwardContext& c) {
   });
 }
 
+/// The descriptor of unary rule R: its name, its backward rule, and for a rule with a constant
+/// (x + c, x^p, leaky_relu's slope) how a listing shows the constant.
+template <class R>
+constexpr OpDescriptor unary_descriptor() {
+  OpDescriptor d{.name = R::name, .backward = unary_backward<R>};
+  if constexpr (takes_constant<R>) d.params = constant_text<R>;
+  return d;
+}
+template <class R>
+constexpr OpDescriptor unary_op = unary_descriptor<R>();
+
 /// Records y = R::f(x, p) element by element.
 template <class R>
-Tensor unary(const Tensor& x, double p = 0.0, const char* name = R::name) {
+Tensor unary(const Tensor& x, double p = 0.0) {
+  constexpr const char* name = R::name;
   Tape& tape = ops::tape_of(x, name);
   const Node& nx = *tape.node(x.index());
   const Shape shape = nx.shape;
@@ -59,7 +129,10 @@ Tensor unary(const Tensor& x, double p = 0.0, const char* name = R::name) {
     for (std::int64_t i = 0; i < n; ++i) y[i] = R::f(xv[i], pt);
     return y;
   });
-  return ops::record_tensor(tape, name, dtype, shape, out, {x.index()}, unary_backward<R>, {.c = p});
+  if constexpr (takes_constant<R>)
+    return ops::record_tensor(tape, unary_op<R>, dtype, shape, out, {x.index()}, Constant{p});
+  else
+    return ops::record_tensor(tape, unary_op<R>, dtype, shape, out, {x.index()});
 }
 
 /// da += Σ g · R::da(a, b, y) and db += Σ g · R::db(a, b, y), each summed back to its operand's
@@ -118,6 +191,16 @@ void binary_backward(BackwardContext& c) {
   });
 }
 
+/// The descriptor of binary rule R with a Var as argument var_arg (or none: -1).
+template <class R, int var_arg>
+constexpr OpDescriptor binary_descriptor() {
+  OpDescriptor d{.name = R::name, .backward = binary_backward<R, var_arg>, .commutative = R::commutative};
+  if constexpr (requires { R::partial_is_other; }) d.explain = broadcast_explain<R>;
+  return d;
+}
+template <class R, int var_arg>
+constexpr OpDescriptor binary_op = binary_descriptor<R, var_arg>();
+
 /// Records y = R::f(a, b) over the broadcast p of a and b (entries ea, eb; element pointers of
 /// the tensor's dtype).  var_arg is the argument that is a Var, or -1.
 template <class R, int var_arg>
@@ -130,7 +213,7 @@ Tensor record_binary(Tape& tape, DType dtype, const ops::Broadcast& p, const voi
     p.for_each([&](std::int64_t o, std::int64_t ia, std::int64_t ib) { y[o] = R::f(av[ia], bv[ib]); });
     return y;
   });
-  return ops::record_tensor(tape, R::name, dtype, p.out(), out, {ea, eb}, binary_backward<R, var_arg>);
+  return ops::record_tensor(tape, binary_op<R, var_arg>, dtype, p.out(), out, {ea, eb});
 }
 
 /// Tensor ⊗ tensor with broadcasting.
@@ -168,6 +251,8 @@ Tensor binary(const Tensor& t, const Var& v) {
 /// A binary rule with a constant operand c (on the right when c_right) as a unary rule in x.
 template <class R, bool c_right>
 struct WithConstant {
+  static constexpr const char* name = R::name;
+  static constexpr bool constant_first = !c_right;
   template <class T>
   static T f(T x, T c) {
     return c_right ? R::f(x, c) : R::f(c, x);
@@ -180,7 +265,7 @@ struct WithConstant {
 
 template <class R, bool c_right>
 Tensor with_constant(const Tensor& x, double c) {
-  return unary<WithConstant<R, c_right>>(x, c, R::name);
+  return unary<WithConstant<R, c_right>>(x, c);
 }
 
 // ---- binary rules: value f(a, b) and partials da, db (y = f(a, b)) -------------------------------------
@@ -188,6 +273,8 @@ Tensor with_constant(const Tensor& x, double c) {
 /// a + b.  d/da = 1, d/db = 1.
 struct Add {
   static constexpr const char* name = "add";
+  static constexpr bool commutative = true, partial_is_other = false;
+  static constexpr double partial_a = 1.0, partial_b = 1.0;
   template <class T> static T f(T a, T b) { return a + b; }
   template <class T> static T da(T, T, T) { return T(1); }
   template <class T> static T db(T, T, T) { return T(1); }
@@ -196,6 +283,8 @@ struct Add {
 /// a - b.  d/da = 1, d/db = -1.
 struct Sub {
   static constexpr const char* name = "sub";
+  static constexpr bool commutative = false, partial_is_other = false;
+  static constexpr double partial_a = 1.0, partial_b = -1.0;
   template <class T> static T f(T a, T b) { return a - b; }
   template <class T> static T da(T, T, T) { return T(1); }
   template <class T> static T db(T, T, T) { return T(-1); }
@@ -204,6 +293,8 @@ struct Sub {
 /// a · b.  d/da = b, d/db = a.
 struct Mul {
   static constexpr const char* name = "mul";
+  static constexpr bool commutative = true, partial_is_other = true;
+  static constexpr double partial_a = 0.0, partial_b = 0.0;  // the other operand's element
   template <class T> static T f(T a, T b) { return a * b; }
   template <class T> static T da(T, T b, T) { return b; }
   template <class T> static T db(T a, T, T) { return a; }
@@ -212,6 +303,7 @@ struct Mul {
 /// a / b.  d/da = 1/b, d/db = -a/b² = -y/b.  b = 0 gives ±inf or NaN, as IEEE division does.
 struct Div {
   static constexpr const char* name = "div";
+  static constexpr bool commutative = false;
   template <class T> static T f(T a, T b) { return a / b; }
   template <class T> static T da(T, T b, T) { return T(1) / b; }
   template <class T> static T db(T, T b, T y) { return -y / b; }
@@ -277,6 +369,7 @@ struct Relu {
 /// x for x > 0, slope·x otherwise.  d/dx = 1 for x > 0 and slope for x ≤ 0 (the slope at 0).
 struct LeakyRelu {
   static constexpr const char* name = "leaky_relu";
+  static constexpr bool constant_first = false;
   template <class T> static T f(T x, T slope) { return x > T(0) ? x : slope * x; }
   template <class T> static T df(T x, T, T slope) { return x > T(0) ? T(1) : slope; }
 };
@@ -306,6 +399,7 @@ struct Square {
 /// non-integer p gives NaN.
 struct Pow {
   static constexpr const char* name = "pow";
+  static constexpr bool constant_first = false;
   template <class T> static T f(T x, T p) { return std::pow(x, p); }
   template <class T> static T df(T x, T, T p) { return p * std::pow(x, p - T(1)); }
 };

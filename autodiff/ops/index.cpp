@@ -9,19 +9,26 @@ namespace ad {
 
 namespace {
 
+/// pick's saved state: the labels, copied onto the tape, and the number of classes.
+struct Labels {
+  const std::int32_t* labels = nullptr;
+  std::int64_t classes = 0;
+};
+
 /// Each picked element's adjoint goes back to where it was taken from: dx[b, labels[b]] += g[b].
-/// The labels were copied onto the tape (params.saved); params.i0 is the number of classes.
 void pick_backward(BackwardContext& c) {
   dispatch(c.node().dtype, [&]<class T>() {
     T* dx = c.arg_grad<T>(0);
     if (!dx) return;
     const T* g = c.grad<T>();
-    const auto* labels = static_cast<const std::int32_t*>(c.params().saved);
-    const std::int64_t classes = c.params().i0;
+    const auto [labels, classes] = c.saved<Labels>();
     const std::int64_t rows = numel(c.node().shape);
     for (std::int64_t b = 0; b < rows; ++b) dx[b * classes + labels[b]] += g[b];
   });
 }
+
+constexpr OpDescriptor pick_op{.name = "pick", .backward = pick_backward};
+constexpr OpDescriptor one_hot_op{.name = "one_hot"};  // a constant: nothing flows back
 
 }  // namespace
 
@@ -50,8 +57,7 @@ Tensor pick(const Tensor& x, std::span<const std::int32_t> labels) {
     for (std::int64_t b = 0; b < rows; ++b) y[b] = xv[b * classes + saved[b]];
     return y;
   });
-  return ops::record_tensor(tape, "pick", dtype, Shape{rows}, out, {x.index()}, pick_backward,
-                            {.i0 = classes, .saved = saved});
+  return ops::record_tensor(tape, pick_op, dtype, Shape{rows}, out, {x.index()}, Labels{saved, classes});
 }
 
 /// A [B, classes] constant: 1 at (b, labels[b]), 0 elsewhere.  It needs no gradient.  Throws
@@ -70,7 +76,7 @@ Tensor one_hot(Tape& tape, std::span<const std::int32_t> labels, std::int64_t cl
     for (std::int64_t b = 0; b < rows; ++b) y[b * classes + labels[b]] = T(1);
     return y;
   });
-  return ops::record_tensor(tape, "one_hot", dtype, shape, out, {}, nullptr);
+  return ops::record_tensor(tape, one_hot_op, dtype, shape, out, {});
 }
 
 }  // namespace ad

@@ -13,6 +13,11 @@ namespace ad {
 
 namespace {
 
+/// matmul's saved state: which operands are read transposed.  linear saves {false, true}.
+struct Transposes {
+  bool a = false, b = false;
+};
+
 /// The sizes of one matmul: `batch` products C_b = op(A_b)·op(B_b) with op(A_b) m×k, op(B_b) k×n.
 /// A shared (2-D) operand has stride 0, so the same matrix serves every product.
 struct Geometry {
@@ -54,7 +59,8 @@ Geometry geometry(const Shape& a, const Shape& b, bool ta, bool tb) {
 /// operand's adjoint is the transpose of the above, which BLAS again produces through flags:
 /// ta: dA += op(B)·Gᵀ;  tb: dB += Gᵀ·op(A).
 void matmul_backward(BackwardContext& c) {
-  const Geometry g = geometry(c.arg_shape(0), c.arg_shape(1), c.params().i0 != 0, c.params().i1 != 0);
+  const Transposes& t = c.saved<Transposes>();
+  const Geometry g = geometry(c.arg_shape(0), c.arg_shape(1), t.a, t.b);
   dispatch(c.node().dtype, [&]<class T>() {
     const T* dc = c.grad<T>();
     const T* a = c.arg_value<T>(0);
@@ -107,6 +113,67 @@ void linear_backward(BackwardContext& c) {
   });
 }
 
+/// Row-major flat offset of (i, j) in the matrix number `batch` of a rank-2 or rank-3 shape (a
+/// rank-2 operand is the same matrix for every batch).
+std::int64_t matrix_offset(const Shape& s, std::int64_t batch, std::int64_t i, std::int64_t j) {
+  const std::int64_t rows = s[s.size() - 2], cols = s[s.size() - 1];
+  return (s.size() == 3 ? batch * rows * cols : 0) + i * cols + j;
+}
+
+// Step-through: C = op(A)·op(B), rank-3 operands being batches of matrices and a rank-2 operand
+// shared by every batch, so
+//   adj op(A)[r,p] = Σ_q adj C[r,q] · op(B)[p,q]        adj op(B)[p,q] = Σ_r op(A)[r,p] · adj C[r,q]
+// and a shared operand sums these over the batch.  A stored element (i, j) of a transposed operand
+// is element (j, i) of op(·).
+void matmul_explain(const ExplainQuery& q, Explanation& ex) {
+  const Node& n = q.node;
+  const auto& args = n.args;
+  const Shape &sa = q.tape.shape_of_entry(args[0]), &sb = q.tape.shape_of_entry(args[1]);
+  const Shape& sc = n.shape;
+  if (sa.size() < 2 || sb.size() < 2 || sc.size() < 2) return;
+  const Transposes& tr = *static_cast<const Transposes*>(n.saved);
+  const std::int64_t batches = sc.size() == 3 ? sc[0] : 1;
+  const std::int64_t m = sc[sc.size() - 2], nn = sc[sc.size() - 1];
+  const View a = q.tape.value_view(args[0]), b = q.tape.value_view(args[1]);
+  auto op_a = [&](std::int64_t bt, std::int64_t r, std::int64_t p) {  // flat offset of op(A)_bt[r,p] in A
+    return tr.a ? matrix_offset(sa, bt, p, r) : matrix_offset(sa, bt, r, p);
+  };
+  auto op_b = [&](std::int64_t bt, std::int64_t p, std::int64_t qq) {
+    return tr.b ? matrix_offset(sb, bt, qq, p) : matrix_offset(sb, bt, p, qq);
+  };
+  auto add = [&](std::uint32_t entry, const View& v, std::int64_t off, std::int64_t goff) {
+    ex.products.push_back({.factor_entry = entry, .factor_element = off, .factor = v.flat(off), .adjoint_element = goff});
+  };
+  for (int side = 0; side < 2; ++side) {
+    if (args[static_cast<std::size_t>(side)] != q.to) continue;
+    const Shape& st = side == 0 ? sa : sb;
+    const std::int64_t per = st[st.size() - 2] * st[st.size() - 1];
+    const std::int64_t own_batch = st.size() == 3 ? q.element / per : -1;  // -1: shared by every batch
+    const std::int64_t i = (q.element % per) / st[st.size() - 1], j = q.element % st[st.size() - 1];
+    const bool trans = side == 0 ? tr.a : tr.b;
+    const std::int64_t r_or_p = trans ? j : i, p_or_q = trans ? i : j;
+    for (std::int64_t bt = 0; bt < batches; ++bt) {
+      if (own_batch >= 0 && bt != own_batch) continue;
+      if (side == 0)  // element (r, p) of op(A): Σ_q op(B)[p,q] · adj C[r,q]
+        for (std::int64_t k = 0; k < nn; ++k) add(args[1], b, op_b(bt, p_or_q, k), matrix_offset(sc, bt, r_or_p, k));
+      else  // element (p, q) of op(B): Σ_r op(A)[r,p] · adj C[r,q]
+        for (std::int64_t r = 0; r < m; ++r) add(args[0], a, op_a(bt, r, r_or_p), matrix_offset(sc, bt, r, p_or_q));
+    }
+  }
+}
+
+/// Step-through of linear: x and W as in a matmul with W transposed; b[j] received Σ_r adj z[r,j].
+void linear_explain(const ExplainQuery& q, Explanation& ex) {
+  const Node& n = q.node;
+  if (q.to != n.args[2]) return matmul_explain(q, ex);
+  const std::int64_t cols = n.shape[1];
+  for (std::int64_t r = 0; r < n.shape[0]; ++r)
+    ex.products.push_back({.factor = 1.0, .adjoint_element = r * cols + q.element});
+}
+
+constexpr OpDescriptor matmul_op{.name = "matmul", .backward = matmul_backward, .explain = matmul_explain};
+constexpr OpDescriptor linear_op{.name = "linear", .backward = linear_backward, .explain = linear_explain};
+
 std::string transposed(const Tensor& t, const char* fallback, bool flag) {
   return ops::operand(t, fallback) + (flag ? "^T" : "");
 }
@@ -150,10 +217,8 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose
     for (std::int64_t i = 0; i < g.batch; ++i)
       blas::gemm<T>(g.ta, g.tb, g.m, g.n, g.k, T(1), av + i * g.stride_a, g.lda, bv + i * g.stride_b, g.ldb, T(0),
                     cv + i * g.stride_c, g.n);
-    NodeParams p;
-    p.i0 = transpose_a;
-    p.i1 = transpose_b;
-    return ops::record_tensor(tape, op, a.dtype(), out, cv, {a.index(), b.index()}, matmul_backward, p);
+    return ops::record_tensor(tape, matmul_op, a.dtype(), out, cv, {a.index(), b.index()},
+                              Transposes{transpose_a, transpose_b});
   });
 }
 
@@ -182,11 +247,9 @@ Tensor linear(const Tensor& x, const Tensor& W, const Tensor& b) {
     T* z = tape.allocate_elements<T>(rows * out);
     for (std::int64_t r = 0; r < rows; ++r) std::copy_n(bv, out, z + r * out);
     blas::gemm<T>(false, true, rows, out, in, T(1), xv, in, wv, in, T(1), z, out);
-    NodeParams p;
-    p.i0 = 0;  // the flags matmul_backward reads: x as stored, W transposed
-    p.i1 = 1;
-    return ops::record_tensor(tape, op, x.dtype(), Shape{rows, out}, z, {x.index(), W.index(), b.index()},
-                              linear_backward, p);
+    // The flags matmul_backward reads: x as stored, W transposed.
+    return ops::record_tensor(tape, linear_op, x.dtype(), Shape{rows, out}, z, {x.index(), W.index(), b.index()},
+                              Transposes{false, true});
   });
 }
 

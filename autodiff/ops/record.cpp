@@ -34,15 +34,14 @@ void check_same_dtype(const Tensor& a, const Tensor& b, const char* op) {
                                  describe_operand(b, "rhs")));
 }
 
-Tensor record_tensor(Tape& tape, const char* op, DType dtype, const Shape& shape, void* data,
-                     std::initializer_list<std::uint32_t> args, BackwardFn backward, NodeParams params) {
+Tensor record_tensor(Tape& tape, const OpDescriptor& op, DType dtype, const Shape& shape, void* data,
+                     std::initializer_list<std::uint32_t> args, const void* saved) {
   Node n;
   n.dtype = dtype;
   n.shape = shape;
   n.data = data;
-  n.op = op;
-  n.backward = backward;
-  n.params = params;
+  n.op = &op;
+  n.saved = saved;
   for (auto a : args) {
     n.args.push_back(a);
     n.requires_grad = n.requires_grad || tape.requires_grad(a);

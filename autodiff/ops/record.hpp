@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <type_traits>
 
 #include "autodiff/tape.hpp"
 
@@ -27,10 +28,19 @@ std::string operand(const Tensor& t, const char* fallback);
 /// "x is f32[64,784]": operand name and its dtype/shape.
 std::string describe_operand(const Tensor& t, const char* fallback);
 
-/// Records a tensor-valued node: `data` (allocated on `tape`) holds the value of the given dtype and
-/// shape; `args` are the argument entries.  The node needs a gradient iff any argument does.
-Tensor record_tensor(Tape& tape, const char* op, DType dtype, const Shape& shape, void* data,
-                     std::initializer_list<std::uint32_t> args, BackwardFn backward, NodeParams params = {});
+/// Records a tensor-valued node of op `op`: `data` (allocated on `tape`) holds the value of the
+/// given dtype and shape; `args` are the argument entries; `saved` is the op's state (arena memory
+/// from tape.save, or null).  The node needs a gradient iff any argument does.
+Tensor record_tensor(Tape& tape, const OpDescriptor& op, DType dtype, const Shape& shape, void* data,
+                     std::initializer_list<std::uint32_t> args, const void* saved = nullptr);
+
+/// The same with a typed state, copied into the arena; the rules read it as c.saved<S>().
+template <class S>
+  requires(!std::is_pointer_v<S>)
+Tensor record_tensor(Tape& tape, const OpDescriptor& op, DType dtype, const Shape& shape, void* data,
+                     std::initializer_list<std::uint32_t> args, const S& state) {
+  return record_tensor(tape, op, dtype, shape, data, args, static_cast<const void*>(tape.save(state)));
+}
 
 /// dst[i] += f(i) for i < n; or dst[i] = f(i) when dst is a fresh adjoint (see
 /// BackwardContext::arg_grad_or_fresh), which saves zeroing it first and reading it back.

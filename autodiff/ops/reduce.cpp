@@ -22,19 +22,38 @@ Shape reduced_shape(const Shape& s, std::size_t axis, bool keepdims) {
   return r;
 }
 
+/// The saved state of a sum or mean: the scale c (1, or 1/n for a mean) and the axis reduced.
+struct Reduction {
+  double scale = 1.0;
+  std::int64_t axis = 0;
+};
+
+/// max's saved state: the axis, and the flat index of the chosen element of each slice (arena).
+struct Argmax {
+  std::int64_t axis = 0;
+  const std::int64_t* where = nullptr;
+};
+
+ParamText axis_text(std::int64_t axis) { return {fmt::format("axis={}", axis)}; }
+ParamText reduction_params(const Tape&, const Node& n) {
+  return axis_text(static_cast<const Reduction*>(n.saved)->axis);
+}
+ParamText argmax_params(const Tape&, const Node& n) { return axis_text(static_cast<const Argmax*>(n.saved)->axis); }
+
 /// d(c · Σ x)/dx_i = c: every element gets c times the output adjoint (c = 1 for sum, 1/n for mean).
 void sum_all_backward(BackwardContext& c) {
   dispatch(c.node().dtype, [&]<class T>() {
     T* dx = c.arg_grad<T>(0);
     if (!dx) return;
-    const T gc = static_cast<T>(c.params().c * static_cast<double>(c.grad<T>()[0]));
+    const T gc = static_cast<T>(c.saved<Reduction>().scale * static_cast<double>(c.grad<T>()[0]));
     const std::int64_t n = numel(c.arg_shape(0));
     for (std::int64_t i = 0; i < n; ++i) dx[i] += gc;
   });
 }
 
 /// Records c · Σ x over all elements as a rank-0 tensor.
-Tensor sum_all(const Tensor& x, const char* op, bool mean) {
+Tensor sum_all(const Tensor& x, const OpDescriptor& desc, bool mean) {
+  const char* op = desc.name;
   Tape& tape = ops::tape_of(x, op);
   const Node& nx = *tape.node(x.index());
   const std::int64_t n = numel(nx.shape);
@@ -48,18 +67,18 @@ Tensor sum_all(const Tensor& x, const char* op, bool mean) {
     y[0] = static_cast<T>(mean ? acc / static_cast<double>(n) : acc);
     return y;
   });
-  return ops::record_tensor(tape, op, dtype, Shape{}, out, {x.index()}, sum_all_backward,
-                            {.c = mean ? scale : 1.0});
+  return ops::record_tensor(tape, desc, dtype, Shape{}, out, {x.index()}, Reduction{.scale = mean ? scale : 1.0});
 }
 
-/// dx[o, k, i] += c · g[o, i] for every k along the axis (params.i0).
+/// dx[o, k, i] += c · g[o, i] for every k along the axis.
 void sum_axis_backward(BackwardContext& c) {
   dispatch(c.node().dtype, [&]<class T>() {
     T* dx = c.arg_grad<T>(0);
     if (!dx) return;
     const T* g = c.grad<T>();
-    const T scale = static_cast<T>(c.params().c);
-    const ops::AxisSplit s = ops::split_at_axis(c.arg_shape(0), static_cast<std::size_t>(c.params().i0));
+    const Reduction& r = c.saved<Reduction>();
+    const T scale = static_cast<T>(r.scale);
+    const ops::AxisSplit s = ops::split_at_axis(c.arg_shape(0), static_cast<std::size_t>(r.axis));
     for (std::int64_t o = 0; o < s.outer; ++o)
       for (std::int64_t k = 0; k < s.n; ++k) {
         T* row = dx + (o * s.n + k) * s.inner;
@@ -70,7 +89,8 @@ void sum_axis_backward(BackwardContext& c) {
 }
 
 /// Records Σ_k x[o, k, i] (or the mean) over one axis.
-Tensor sum_axis(const Tensor& x, int axis, bool keepdims, const char* op, bool mean) {
+Tensor sum_axis(const Tensor& x, int axis, bool keepdims, const OpDescriptor& desc, bool mean) {
+  const char* op = desc.name;
   Tape& tape = ops::tape_of(x, op);
   const Node& nx = *tape.node(x.index());
   const ops::AxisSplit s = ops::split_at_axis(x, nx.shape, axis, op);
@@ -88,36 +108,42 @@ Tensor sum_axis(const Tensor& x, int axis, bool keepdims, const char* op, bool m
     return y;
   });
   const double scale = mean ? 1.0 / static_cast<double>(s.n) : 1.0;
-  return ops::record_tensor(tape, op, dtype, shape, out, {x.index()}, sum_axis_backward,
-                            {.c = scale, .i0 = static_cast<std::int64_t>(s.axis)});
+  return ops::record_tensor(tape, desc, dtype, shape, out, {x.index()},
+                            Reduction{.scale = scale, .axis = static_cast<std::int64_t>(s.axis)});
 }
 
 /// The maximum's adjoint goes to the element that was chosen: dx[argmax] += g.  The flat indices
-/// of the chosen elements are saved on the tape (params.saved), one per output element.
+/// of the chosen elements are saved on the tape (Argmax::where), one per output element.
 void max_backward(BackwardContext& c) {
   dispatch(c.node().dtype, [&]<class T>() {
     T* dx = c.arg_grad<T>(0);
     if (!dx) return;
     const T* g = c.grad<T>();
-    const auto* where = static_cast<const std::int64_t*>(c.params().saved);
+    const std::int64_t* where = c.saved<Argmax>().where;
     const std::int64_t n = numel(c.node().shape);
     for (std::int64_t j = 0; j < n; ++j) dx[where[j]] += g[j];
   });
 }
 
+constexpr OpDescriptor sum_all_op{.name = "sum", .backward = sum_all_backward};
+constexpr OpDescriptor mean_all_op{.name = "mean", .backward = sum_all_backward};
+constexpr OpDescriptor sum_axis_op{.name = "sum", .backward = sum_axis_backward, .params = reduction_params};
+constexpr OpDescriptor mean_axis_op{.name = "mean", .backward = sum_axis_backward, .params = reduction_params};
+constexpr OpDescriptor max_op{.name = "max", .backward = max_backward, .params = argmax_params};
+
 }  // namespace
 
 /// Σ x over all elements, a rank-0 tensor.  d/dx_i = 1.  An empty tensor sums to 0.
-Tensor sum(const Tensor& x) { return sum_all(x, "sum", false); }
+Tensor sum(const Tensor& x) { return sum_all(x, sum_all_op, false); }
 
 /// Σ over one axis.  d/dx[o, k, i] = 1 for output element (o, i).  Bad axis: IndexError.
-Tensor sum(const Tensor& x, int axis, bool keepdims) { return sum_axis(x, axis, keepdims, "sum", false); }
+Tensor sum(const Tensor& x, int axis, bool keepdims) { return sum_axis(x, axis, keepdims, sum_axis_op, false); }
 
 /// The mean of all elements.  d/dx_i = 1/n.  An empty tensor's mean is NaN (0/0).
-Tensor mean(const Tensor& x) { return sum_all(x, "mean", true); }
+Tensor mean(const Tensor& x) { return sum_all(x, mean_all_op, true); }
 
 /// The mean over one axis.  d/dx[o, k, i] = 1/n.  An axis of size 0 gives NaN.
-Tensor mean(const Tensor& x, int axis, bool keepdims) { return sum_axis(x, axis, keepdims, "mean", true); }
+Tensor mean(const Tensor& x, int axis, bool keepdims) { return sum_axis(x, axis, keepdims, mean_axis_op, true); }
 
 /// The maximum over one axis.  d/dx = 1 at the first maximal element of each slice and 0 elsewhere
 /// (ties go to the lowest index).  A NaN in a slice is its maximum (NaN propagates), and the
@@ -147,8 +173,8 @@ Tensor max(const Tensor& x, int axis, bool keepdims) {
       }
     return y;
   });
-  return ops::record_tensor(tape, "max", dtype, shape, out, {x.index()}, max_backward,
-                            {.i0 = static_cast<std::int64_t>(s.axis), .saved = where});
+  return ops::record_tensor(tape, max_op, dtype, shape, out, {x.index()},
+                            Argmax{.axis = static_cast<std::int64_t>(s.axis), .where = where});
 }
 
 }  // namespace ad

@@ -44,6 +44,9 @@ void reshape_backward(BackwardContext& c) {
   });
 }
 
+constexpr OpDescriptor transpose_op{.name = "transpose", .backward = transpose_backward};
+constexpr OpDescriptor reshape_op{.name = "reshape", .backward = reshape_backward};
+
 }  // namespace
 
 /// x with its last two dimensions swapped: y[..., j, i] = x[..., i, j].  The value is copied.
@@ -64,7 +67,7 @@ Tensor transpose(const Tensor& x) {
     transpose_into<false>(y, static_cast<const T*>(nx.data), n / std::max<std::int64_t>(rows * cols, 1), rows, cols);
     return y;
   });
-  return ops::record_tensor(tape, "transpose", dtype, shape, out, {x.index()}, transpose_backward);
+  return ops::record_tensor(tape, transpose_op, dtype, shape, out, {x.index()});
 }
 
 /// The same elements, in the same row-major order, under a new shape.  One dimension may be -1: it
@@ -102,7 +105,7 @@ Tensor reshape(const Tensor& x, std::span<const std::int64_t> dims) {
   if (numel(shape) != n)
     throw ShapeError(fmt::format("reshape: cannot view {} ({} elements) as {} ({} elements)",
                                  ops::describe_operand(x, "x"), n, requested(), numel(shape)));
-  return ops::record_tensor(tape, "reshape", nx.dtype, shape, nx.data, {x.index()}, reshape_backward);
+  return ops::record_tensor(tape, reshape_op, nx.dtype, shape, nx.data, {x.index()});
 }
 
 Tensor reshape(const Tensor& x, std::initializer_list<std::int64_t> shape) {

@@ -29,8 +29,16 @@ void for_each_slice(const T* x, const ops::AxisSplit& s, F&& f) {
     }
 }
 
+/// softmax's and log_softmax's saved state: the axis.
+struct Axis {
+  std::int64_t axis = 0;
+};
+
+ParamText axis_params(const Tape&, const Node& n) { return {fmt::format("axis={}", static_cast<const Axis*>(n.saved)->axis)}; }
+
 /// Records softmax (log = false) or log_softmax (log = true) of x along `axis`.
-Tensor record_softmax(const Tensor& x, int axis, bool log, const char* op, BackwardFn backward) {
+Tensor record_softmax(const Tensor& x, int axis, bool log, const OpDescriptor& desc) {
+  const char* op = desc.name;
   Tape& tape = ops::tape_of(x, op);
   const Node& nx = *tape.node(x.index());
   const ops::AxisSplit s = ops::split_at_axis(x, nx.shape, axis, op);
@@ -49,8 +57,7 @@ Tensor record_softmax(const Tensor& x, int axis, bool log, const char* op, Backw
     });
     return y;
   });
-  return ops::record_tensor(tape, op, dtype, shape, out, {x.index()}, backward,
-                            {.i0 = static_cast<std::int64_t>(s.axis)});
+  return ops::record_tensor(tape, desc, dtype, shape, out, {x.index()}, Axis{static_cast<std::int64_t>(s.axis)});
 }
 
 /// Applies f(y, g, dx, s) to each slice's value, adjoint and argument adjoint (pointers to the
@@ -61,7 +68,7 @@ void backward_slices(BackwardContext& c, F&& f) {
   if (!dx) return;
   const T* y = c.value<T>();
   const T* g = c.grad<T>();
-  const ops::AxisSplit s = ops::split_at_axis(c.node().shape, static_cast<std::size_t>(c.params().i0));
+  const ops::AxisSplit s = ops::split_at_axis(c.node().shape, static_cast<std::size_t>(c.saved<Axis>().axis));
   for (std::int64_t o = 0; o < s.outer; ++o)
     for (std::int64_t i = 0; i < s.inner; ++i) {
       const std::int64_t first = o * s.n * s.inner + i;
@@ -97,16 +104,19 @@ void log_softmax_backward(BackwardContext& c) {
   });
 }
 
+constexpr OpDescriptor softmax_op{.name = "softmax", .backward = softmax_backward, .params = axis_params};
+constexpr OpDescriptor log_softmax_op{.name = "log_softmax", .backward = log_softmax_backward, .params = axis_params};
+
 }  // namespace
 
 /// y = exp(x - m) / Σ exp(x - m) along `axis` (m the slice maximum).  Finite for any finite x;
 /// values in [0, 1] summing to 1.  Bad axis: IndexError.
-Tensor softmax(const Tensor& x, int axis) { return record_softmax(x, axis, false, "softmax", softmax_backward); }
+Tensor softmax(const Tensor& x, int axis) { return record_softmax(x, axis, false, softmax_op); }
 
 /// y = x - m - log Σ exp(x - m) along `axis`: finite for any finite x (a very negative logit
 /// gives a very negative y, never -inf from underflow).  Bad axis: IndexError.
 Tensor log_softmax(const Tensor& x, int axis) {
-  return record_softmax(x, axis, true, "log_softmax", log_softmax_backward);
+  return record_softmax(x, axis, true, log_softmax_op);
 }
 
 }  // namespace ad
