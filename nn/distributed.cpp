@@ -137,46 +137,56 @@ void DistributedContext::sum(std::span<double> values) {
 
 void DistributedContext::step(Optimizer& opt, ad::Tape& tape, const ad::Tensor* loss, double weight) {
   const ParameterList& params = opt.parameters();
-  std::uint32_t last = 0;
+  ad::Tensor J;  // what this rank differentiates: its share of the whole batch's mean loss
   if (loss) {
-    last = tape.check_output(*loss, "DistributedContext::step");
+    tape.check_output(*loss, "DistributedContext::step");
+    J = *loss * weight;
   } else {
-    // No rows on this rank: the parameters alone, so that their adjoints exist (zero) for the sum.
+    // No rows on this rank: 0 · Σ sum(p) gives every parameter a zero gradient, through the same
+    // sweep, readers and allreduces as on the other ranks.
     tape.clear();
-    for (const auto& p : params) p->record(tape);
+    for (const auto& p : params) {
+      const ad::Tensor s = ad::sum(p->record(tape));
+      J = J.empty() ? s : J + s;
+    }
+    J = J * 0.0;
   }
-  // The parameters' leaves.  A leaf's adjoint is final once the sweep has passed it: every entry
-  // that reads it comes after it on the tape.
-  std::vector<std::uint32_t> leaf(params.size());
+  // Each parameter's readers (the leaves that read its buffer).  Its gradient is final once the
+  // sweep has passed the first of them: every entry that uses a leaf comes after it on the tape.
+  std::vector<std::uint32_t> first(params.size()), only(params.size());  // only: the one reader, or 0
   for (std::size_t k = 0; k < params.size(); ++k) {
     const Parameter& p = *params[k];
-    const ad::Tensor& h = p.recorded();
-    if (h.empty() || h.tape() != &tape || h.generation() != tape.generation())
+    std::vector<std::uint32_t> readers = tape.readers_of(p.view().data());
+    std::erase_if(readers, [&](std::uint32_t e) { return !tape.requires_grad(e); });
+    if (readers.empty())
       throw ad::InvalidArgument(fmt::format("DistributedContext::step: parameter {} ({}) was not recorded on this tape "
                                             "since its last clear(); run the forward pass first",
                                             p.name(), ad::describe(p.dtype(), p.shape())));
-    leaf[k] = h.index();
+    first[k] = readers.front();
+    only[k] = readers.size() == 1 ? readers.front() : 0;
   }
-  ad::Gradients g = tape.start_gradient();
-  if (loss) tape.seed(g, last, weight);  // the rank's share of the batch, folded into the seed
 
-  // Allreduces start in one order on every rank (last parameter first, the order in which an
-  // MLP's gradients become final), each as soon as its own gradient and those after it are final.
+  // One allreduce per parameter, started in the same order on every rank: last parameter first
+  // (the order in which an MLP's gradients become final).
   std::vector<MPI_Request>& requests = impl_->requests;
   requests.assign(params.size(), MPI_REQUEST_NULL);
   std::size_t next = params.size();  // parameters [next, end) have been started
   double seconds = 0;
-  auto start_final = [&](std::uint32_t swept) {  // every entry >= swept has been swept
+  auto start = [&](void* gradient) {
+    --next;
+    const Parameter& p = *params[next];
+    check(MPI_Iallreduce(MPI_IN_PLACE, gradient, mpi_count(p.size(), "step"), mpi_type(p.dtype()), MPI_SUM,
+                         impl_->comm, &requests[next]),
+          "MPI_Iallreduce");
+    stats_.bytes += p.size() * static_cast<std::int64_t>(ad::size_of(p.dtype()));
+  };
+  // During the sweep: the parameters read by one leaf, on that leaf's adjoint (which collect() then
+  // uses as it is).  A parameter read by several leaves, and those before it, wait for collect().
+  auto start_final = [&](ad::Gradients& g, std::uint32_t swept) {  // every entry >= swept has been swept
     const auto t0 = Clock::now();
-    while (next > 0 && leaf[next - 1] + 1 >= swept) {
-      --next;
-      const Parameter& p = *params[next];
-      const std::uint32_t e = leaf[next];
-      void* adjoint = g.store().tensor_adjoint(tape.node_index(e), *tape.node(e));
-      check(MPI_Iallreduce(MPI_IN_PLACE, adjoint, mpi_count(p.size(), "step"), mpi_type(p.dtype()), MPI_SUM,
-                           impl_->comm, &requests[next]),
-            "MPI_Iallreduce");
-      stats_.bytes += p.size() * static_cast<std::int64_t>(ad::size_of(p.dtype()));
+    while (next > 0 && only[next - 1] != 0 && first[next - 1] + 1 >= swept) {
+      const std::uint32_t e = only[next - 1];
+      start(g.store().tensor_adjoint(tape.node_index(e), *tape.node(e)));
     }
     if (next < params.size()) {  // lets MPI move the started messages along
       int done = 0;
@@ -185,21 +195,20 @@ void DistributedContext::step(Optimizer& opt, ad::Tape& tape, const ad::Tensor* 
     }
     seconds += since(t0);
   };
-  if (options.overlap) {
-    for (std::uint32_t i = last; i > 0; --i) {
-      tape.backward_step(g, i);
-      start_final(i);
-    }
-  } else if (last > 0) {
-    tape.sweep(g, last);
-  }
-  start_final(0);
+  ad::SweepHooks hooks;
+  if (options.overlap) hooks.after = [&](const ad::SweepStep& s) { start_final(s.gradients, s.entry); };
+  const ad::Gradients g = tape.gradient(J, hooks);
+  opt.collect(g);
   const auto t0 = Clock::now();
+  while (next > 0) {  // the rest, on the optimiser's collected gradients
+    const Parameter& p = *params[next - 1];
+    ad::dispatch(p.dtype(), [&]<class T>() { start(opt.gradient<T>(next - 1).data()); });
+  }
   check(MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
   seconds += since(t0);
   stats_.seconds += seconds;
   ++stats_.steps;
-  opt.step(g);
+  opt.apply();
 }
 
 bool DistributedContext::identical(const ParameterList& params) {

@@ -139,6 +139,43 @@ TEST_CASE("distributed: uneven shards, down to an empty one, count by their rows
   CHECK(d <= f32_tolerance);
 }
 
+namespace {
+
+/// relu(L(relu(L(x)))) then R: the parameters of L are read by two leaves each, so their gradient
+/// is a sum the optimiser forms after the sweep; R's come from one leaf each.
+struct SharedLayer : nn::Module {
+  nn::Linear L, R;
+  SharedLayer(std::int64_t width, std::int64_t classes, nn::Rng& rng)
+      : L(width, width, rng, {.layer = 1}), R(width, classes, rng, {.layer = 2}) {}
+  ad::Tensor forward(const ad::Tensor& x) override { return R(ad::relu(L(ad::relu(L(x))))); }
+  nn::ParameterList parameters() const override { return {L.parameters()[0], L.parameters()[1], R.parameters()[0],
+                                                          R.parameters()[1]}; }
+  std::string describe() const override { return "SharedLayer"; }
+};
+
+}  // namespace
+
+TEST_CASE("distributed: a parameter read by two leaves counts both, on every rank") {
+  const nn::Dataset data = clusters(96, 8, 4, 7);
+  auto run = [&](nn::ProcessGroup* group) {
+    nn::Rng rng(5 + (group ? 100 * static_cast<std::uint64_t>(group->rank()) : 0));
+    auto net = std::make_unique<SharedLayer>(8, 4, rng);
+    nn::SGD opt(net->parameters(), {.lr = 0.05, .momentum = 0.9});
+    nn::fit(*net, opt, data, rng, {.epochs = 2, .batch_size = 24, .out = nullptr, .distributed = group});
+    return net;
+  };
+  const auto alone = run(nullptr);
+  for (bool overlap : {true, false}) {
+    world().options.overlap = overlap;
+    const auto together = run(&world());
+    CHECK(same_bits_on_every_rank(together->parameters()));
+    const double d = max_difference(together->parameters(), alone->parameters());
+    INFO("overlap " << overlap << ": largest difference from one process: " << d);
+    CHECK(d <= f32_tolerance);
+  }
+  world().options.overlap = true;
+}
+
 TEST_CASE("distributed: float64 steps averaged over the ranks equal one process's to 1e-14") {
   // The group's step directly, without fit, on a float64 MLP: each rank sweeps its part of the
   // batch (13 and 14 of 27 rows), seeded with its share of the rows; the sum of the two weighted
