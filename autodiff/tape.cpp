@@ -4,6 +4,10 @@
 #include <cmath>
 #include <cstring>
 
+#include "autodiff/gradients.hpp"
+#include "autodiff/tensor.hpp"
+#include "autodiff/var.hpp"
+
 namespace ad {
 
 namespace {

@@ -33,11 +33,11 @@
 
 #include <boost/container/flat_map.hpp>
 #include <boost/container/static_vector.hpp>
-#include <fmt/format.h>
 
 #include "autodiff/arena.hpp"
 #include "autodiff/array.hpp"
 #include "autodiff/error.hpp"
+#include "autodiff/handles.hpp"
 #include "autodiff/op.hpp"
 
 namespace ad {
@@ -269,9 +269,6 @@ class Tape {
 
 }  // namespace ad
 
-#include "autodiff/var.hpp"
-#include "autodiff/tensor.hpp"
-#include "autodiff/gradients.hpp"
 
 namespace ad {
 

@@ -27,44 +27,13 @@
 #include <fmt/format.h>
 
 #include "autodiff/error.hpp"
+#include "autodiff/gradients.hpp"
+#include "autodiff/handles.hpp"
+#include "autodiff/tape.hpp"
 
 namespace ad {
 
-class Tape;
 
-class Expr;
-
-class Var {
- public:
-  /// An empty handle; using it in an op throws InvalidArgument.
-  Var() = default;
-  /// Low-level: the handle of entry `index` of `tape`, made in `generation`.
-  Var(Tape* tape, std::uint32_t index, std::uint32_t generation) : tape_(tape), index_(index), gen_(generation) {}
-  /// Records an expression (autodiff/expr.hpp): this conversion is what writes it to the tape.
-  Var(const Expr& e);  // NOLINT(google-explicit-constructor): recording on conversion is the point
-
-  /// The recorded value; throws StaleHandleError after tape.clear().
-  double value() const;
-  Tape* tape() const { return tape_; }
-  std::uint32_t index() const { return index_; }
-  std::uint32_t generation() const { return gen_; }
-  bool empty() const { return tape_ == nullptr; }
-
-  // The compound forms record the result and rebind this handle to it.
-  template <class E>
-  Var& operator+=(const E& y);
-  template <class E>
-  Var& operator-=(const E& y);
-  template <class E>
-  Var& operator*=(const E& y);
-  template <class E>
-  Var& operator/=(const E& y);
-
- private:
-  Tape* tape_ = nullptr;
-  std::uint32_t index_ = 0;
-  std::uint32_t gen_ = 0;
-};
 
 /// A Var or an unrecorded expression: what the scalar ops accept.
 template <class T>
@@ -79,7 +48,6 @@ Tape& tape_of(const Var& x, const Var& y, const char* what);
 
 }  // namespace ad
 
-#include "autodiff/tape.hpp"
 
 namespace ad {
 
