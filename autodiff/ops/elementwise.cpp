@@ -209,7 +209,7 @@ Tensor record_binary(Tape& tape, DType dtype, const ops::Broadcast& p, const voi
   void* out = dispatch(dtype, [&]<class T>() -> void* {
     const T* av = static_cast<const T*>(a);
     const T* bv = static_cast<const T*>(b);
-    T* y = tape.allocate_elements<T>(p.size());
+    T* y = tape.allocate_value<T>(p.out(), R::name);
     p.for_each([&](std::int64_t o, std::int64_t ia, std::int64_t ib) { y[o] = R::f(av[ia], bv[ib]); });
     return y;
   });
@@ -395,13 +395,14 @@ struct Square {
   template <class T> static T df(T x, T, T) { return T(2) * x; }
 };
 
-/// x^p.  d/dx = p·x^(p-1).  At x = 0 with p < 1 the derivative is inf (or NaN); x < 0 with a
+/// x^p.  d/dx = p·x^(p-1), and 0 when p = 0 (x^0 is the constant 1, also at x = 0, where the
+/// formula would give 0·inf = NaN).  At x = 0 with 0 < p < 1 the derivative is inf; x < 0 with a
 /// non-integer p gives NaN.
 struct Pow {
   static constexpr const char* name = "pow";
   static constexpr bool constant_first = false;
   template <class T> static T f(T x, T p) { return std::pow(x, p); }
-  template <class T> static T df(T x, T, T p) { return p * std::pow(x, p - T(1)); }
+  template <class T> static T df(T x, T, T p) { return p == T(0) ? T(0) : p * std::pow(x, p - T(1)); }
 };
 
 }  // namespace

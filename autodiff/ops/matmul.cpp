@@ -213,7 +213,7 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose
   return dispatch(a.dtype(), [&]<class T>() {
     const T* av = static_cast<const T*>(a.node().data);
     const T* bv = static_cast<const T*>(b.node().data);
-    T* cv = tape.allocate_elements<T>(numel(out));
+    T* cv = tape.allocate_value<T>(out, op);
     for (std::int64_t i = 0; i < g.batch; ++i)
       blas::gemm<T>(g.ta, g.tb, g.m, g.n, g.k, T(1), av + i * g.stride_a, g.lda, bv + i * g.stride_b, g.ldb, T(0),
                     cv + i * g.stride_c, g.n);
@@ -245,7 +245,7 @@ Tensor linear(const Tensor& x, const Tensor& W, const Tensor& b) {
     const T* xv = static_cast<const T*>(x.node().data);
     const T* wv = static_cast<const T*>(W.node().data);
     const T* bv = static_cast<const T*>(b.node().data);
-    T* z = tape.allocate_elements<T>(rows * out);
+    T* z = tape.allocate_value<T>(Shape{rows, out}, "linear");
     blas::linear_forward<T>(rows, out, in, xv, wv, bv, z);
     // The flags matmul_backward reads: x as stored, W transposed.
     return ops::record_tensor(tape, linear_op, x.dtype(), Shape{rows, out}, z, {x.index(), W.index(), b.index()},
