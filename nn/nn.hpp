@@ -13,3 +13,6 @@
 #include "nn/penalty.hpp"
 #include "nn/sequential.hpp"
 #include "nn/train.hpp"
+#if defined(DELTAGRAD_HAVE_MPI)
+#include "nn/distributed.hpp"
+#endif

@@ -105,9 +105,11 @@ TEST_CASE("nn: fit trains on separable blobs, prints the BLAS line and one plain
   CHECK(e.loss == doctest::Approx(reports.back().validation.loss).epsilon(1e-12));
   const auto log = nn_test::read_bytes(dir / "log.txt");
   const std::string text(log.begin(), log.end());
-  // The BLAS line first (with a warning line under it if the kernels are slower than the CPU allows),
-  // then one line per epoch.
-  CHECK(text.starts_with("BLAS: "));
+  // The first line names the training set, batch size, backend and BLAS core (with a warning line
+  // under it if the BLAS kernels are slower than the CPU allows), then one line per epoch.
+  CHECK(text.rfind("fit: ", 0) == 0);
+  CHECK(text.find("batch 16, backend ") < text.find('\n'));
+  CHECK(text.find("BLAS: ") < text.find('\n'));
   CHECK(std::count(text.begin(), text.end(), '\n') == (text.find("\nwarning: ") == std::string::npos ? 5 : 6));
   CHECK(text.find('\r') == std::string::npos);
   CHECK(text.find("epoch 4/4") != std::string::npos);
