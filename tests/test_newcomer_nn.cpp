@@ -179,3 +179,14 @@ TEST_CASE("newcomer: BLAS summary warns when OPENBLAS_CORETYPE selects kernels s
   CHECK((line.find("\nwarning: ") != std::string::npos) ==
         !ad::blas::slow_core_warning(info, ad::blas::cpu_simd()).empty());
 }
+
+TEST_CASE("newcomer: an expression kept in a Var is recorded, and g of it is its adjoint") {
+  // The compiling counterpart of tests/compile_fail/gradient_of_expr.cpp.
+  ad::Tape tape;
+  ad::Var x = tape.variable(2.0);
+  ad::Var y = tape.variable(3.0);
+  ad::Var e = x * y + 1.0;  // recorded
+  ad::Gradients g = tape.gradient(ad::Var(e * x));
+  CHECK(g[e] == 2.0);            // ∂(e·x)/∂e = x
+  CHECK(g[x] == 3.0 * 2 + 7.0);  // e + x·∂e/∂x = (x y + 1) + x y at x = 2, y = 3
+}
