@@ -126,6 +126,12 @@ Tensor Tape::name(Tensor t, std::string_view name) {
   return t;
 }
 
+Tensor Tape::alias(Tensor t, std::string_view name) {
+  check(t.tape(), t.generation(), t.index(), "Tape::alias");
+  by_name_[std::string(name)] = t.index();
+  return t;
+}
+
 std::string_view Tape::name_of(std::uint32_t entry) const {
   auto it = names_.find(entry);
   return it == names_.end() ? std::string_view{} : std::string_view(it->second);

@@ -137,6 +137,8 @@ class Tape {
   /// Gives a recorded value a name, shown in listings and usable for lookups.  Returns the handle.
   Var name(Var v, std::string_view name);
   Tensor name(Tensor t, std::string_view name);
+  /// Makes `name` find t too (lookups by name), without changing the name it is listed under.
+  Tensor alias(Tensor t, std::string_view name);
 
   // ---- differentiation ---------------------------------------------------------------------------
   /// One reverse sweep seeded with dy/dy = 1.  The result holds the adjoint of every entry.
