@@ -126,7 +126,9 @@ Tensor unary(const Tensor& x, double p = 0.0) {
     const T* xv = static_cast<const T*>(nx.data);
     T* y = tape.allocate_elements<T>(n);
     const T pt = static_cast<T>(p);
-    for (std::int64_t i = 0; i < n; ++i) y[i] = R::f(xv[i], pt);
+    backend::parallel_for(n, ops::elementwise_grain, [&](std::int64_t b, std::int64_t e) {
+      for (std::int64_t i = b; i < e; ++i) y[i] = R::f(xv[i], pt);
+    });
     return y;
   });
   if constexpr (takes_constant<R>)

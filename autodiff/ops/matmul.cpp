@@ -108,8 +108,12 @@ void linear_backward(BackwardContext& c) {
     if (!db) return;
     const T* g = c.grad<T>();
     const std::int64_t rows = c.node().shape[0], cols = c.node().shape[1];
-    for (std::int64_t r = 0; r < rows; ++r)
-      for (std::int64_t j = 0; j < cols; ++j) db[j] += g[r * cols + j];
+    // Column ranges over the threads, each summing its columns over every row.
+    backend::parallel_for(cols, std::max<std::int64_t>(1, ops::elementwise_grain / std::max<std::int64_t>(rows, 1)),
+                          [&](std::int64_t j0, std::int64_t j1) {
+                            for (std::int64_t r = 0; r < rows; ++r)
+                              for (std::int64_t j = j0; j < j1; ++j) db[j] += g[r * cols + j];
+                          });
   });
 }
 
