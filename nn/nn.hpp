@@ -10,5 +10,9 @@
 #include "nn/loss.hpp"
 #include "nn/module.hpp"
 #include "nn/optim.hpp"
+#include "nn/penalty.hpp"
 #include "nn/sequential.hpp"
 #include "nn/train.hpp"
+#if defined(DELTAGRAD_HAVE_MPI)
+#include "nn/distributed.hpp"
+#endif
