@@ -59,7 +59,7 @@ class Browser:
 
         args = [exe, "--headless", "--disable-gpu", "--remote-debugging-pipe", "--user-data-dir=" + self.profile,
                 "--no-first-run", "--no-default-browser-check", "--disable-extensions", "--disable-sync",
-                "--disable-background-networking", "--mute-audio", f"--window-size={window[0]},{window[1]}", "about:blank"]
+                "--disable-background-networking", "--disable-dev-shm-usage", "--mute-audio", f"--window-size={window[0]},{window[1]}", "about:blank"]
         if os.geteuid() == 0:
             args.insert(1, "--no-sandbox")  # Chromium refuses to run as root with its sandbox
         self.log = open(log_path, "wb")
