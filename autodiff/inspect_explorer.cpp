@@ -219,7 +219,8 @@ Layout layout(const Tape& t, const ExplorerOptions& opt) {
     return r;
   }
   if (find_dot().empty()) {
-    r.note = "Graphviz's dot was not on PATH when this page was written (apt-get install graphviz, then write it again)";
+    r.note = "Graphviz's dot was not on PATH when this page was written "
+             "(apt-get install graphviz, then write it again)";
     return r;
   }
   try {
