@@ -2,7 +2,10 @@
 #pragma once
 
 #include "autodiff/array.hpp"
+#include "autodiff/check.hpp"
+#include "autodiff/custom.hpp"
 #include "autodiff/error.hpp"
+#include "autodiff/explorer.hpp"
 #include "autodiff/gradients.hpp"
 #include "autodiff/inspect.hpp"
 #include "autodiff/tape.hpp"

@@ -5,8 +5,9 @@
 // nn/backprop give is checked against the tape (✓ or ✗ with the difference), the seed's printed
 // formulas are shown beside the corrected ones, and the reader's seven questions are answered.
 //
-//   walkthrough            explanations in English
-//   walkthrough --lang zh  explanations in Chinese, the seed's language
+//   walkthrough                  explanations in English
+//   walkthrough --lang zh        explanations in Chinese, the seed's language
+//   walkthrough --explorer PATH  also writes the tape explorer page of the network to PATH
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -75,28 +76,7 @@ std::string signed_number(double v, int digits) {
   return v < 0 ? fmt::format("(−{:.{}f})", -v, digits) : fmt::format("{:.{}f}", v, digits);
 }
 
-Mat vec(std::initializer_list<double> v) {
-  return Mat({1, static_cast<std::int64_t>(v.size())}, std::span<const double>(v.begin(), v.size()));
-}
-Mat mat(std::int64_t r, std::int64_t c, std::initializer_list<double> v) {
-  return Mat({r, c}, std::span<const double>(v.begin(), v.size()));
-}
-Mat bias(std::initializer_list<double> v) {
-  return Mat({static_cast<std::int64_t>(v.size())}, std::span<const double>(v.begin(), v.size()));
-}
 Mat as_row(const Mat& b) { return b.reshaped({1, b.size()}); }
-
-/// The network of the walkthrough: fixed, readable weights.
-Network tiny_network() {
-  Network net;
-  net.hidden = Act::sigmoid;
-  net.output = Act::softmax;
-  net.W = {mat(4, 3, {0.5, -0.3, 0.8, -0.6, 0.2, 0.4, 0.1, 0.9, -0.5, 0.7, -0.4, -0.2}),
-           mat(4, 4, {0.3, -0.7, 0.5, 0.2, 0.8, 0.1, -0.4, 0.6, -0.5, 0.4, 0.3, -0.9, 0.2, 0.6, -0.8, 0.4}),
-           mat(3, 4, {0.6, -0.2, 0.4, -0.7, -0.3, 0.8, -0.5, 0.3, 0.5, 0.1, -0.6, 0.9})};
-  net.b = {bias({0.1, -0.1, 0.2, 0.0}), bias({0.0, 0.1, -0.2, 0.1}), bias({0.1, 0.0, -0.1})};
-  return net;
-}
 
 /// J as a function of z^(l) alone (layers above l, then the loss), for the nudge test.
 double loss_from_z(const Network& net, std::int64_t l, const Mat& z, const Mat& y, Loss loss) {
@@ -382,16 +362,18 @@ void descent_step(const Network& net, const Mat& x, const Mat& y, const Pass& p)
 }  // namespace
 
 int main(int argc, char** argv) {
+  const char* explorer = nullptr;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--lang") == 0 && i + 1 < argc) zh = std::strcmp(argv[++i], "zh") == 0;
+    else if (std::strcmp(argv[i], "--explorer") == 0 && i + 1 < argc) explorer = argv[++i];
     else {
-      fmt::print(stderr, "usage: walkthrough [--lang en|zh]\n");
+      fmt::print(stderr, "usage: walkthrough [--lang en|zh] [--explorer PATH]\n");
       return 2;
     }
   }
-  const Network net = tiny_network();
-  const Mat x = vec({1.0, 0.5, -1.0});
-  const Mat y = vec({0.0, 1.0, 0.0});
+  const Network net = walkthrough_network();
+  const Mat x = walkthrough_x();
+  const Mat y = walkthrough_y();
   say("deltagrad walkthrough: the seed's backpropagation on a 3-4-4-3 network, every number checked\n"
       "against the tape (one reverse sweep of ad::Tape). Notation as in the seed:\n"
       "  z^(l) = W^(l) x^(l) + b^(l),  a^(l) = f(z^(l)),  x^(l+1) = a^(l),  W^(l) is s_l × s_(l−1),\n"
@@ -425,5 +407,11 @@ int main(int argc, char** argv) {
       "   docs/backprop.md; tests: ctest --test-dir build -R seed.",
       "   原文的推导思路是顺的；需要补上的是 softmax 的雅可比矩阵、下一层权重的转置、9.21 的一个\n"
       "   换行，以及上面这些数字。完整推导见 docs/backprop.md；测试：ctest --test-dir build -R seed。");
+  if (explorer) {
+    // The same network and sample on a tape, as a page to click through: every δ^(l) is the
+    // adjoint of layer<l>.z, and the step buttons replay the sweep that filled it in.
+    const ad::Explorer page = write_walkthrough_explorer(explorer);
+    fmt::print("\n{}\n", page.message);
+  }
   return disagree == 0 ? 0 : 1;
 }

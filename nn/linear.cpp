@@ -13,6 +13,20 @@ Linear::Linear(std::int64_t in, std::int64_t out, Rng& rng, LinearOptions opt) :
   set_layer(opt.layer);
 }
 
+Linear::Linear(std::shared_ptr<Parameter> W, std::shared_ptr<Parameter> b, int layer)
+    : layer_(layer), W_(std::move(W)), b_(std::move(b)), z_name_(fmt::format("layer{}.z", layer)) {
+  if (!W_ || !b_) throw ad::InvalidArgument(fmt::format("layer{} (Linear): null parameter", layer));
+  if (W_->shape().size() != 2 || b_->shape().size() != 1 || b_->shape()[0] != W_->shape()[0])
+    throw ad::ShapeError(fmt::format("layer{} (Linear): expected W [out, in] and b [out]; {} is {}, {} is {}", layer,
+                                     W_->name(), ad::describe(W_->dtype(), W_->shape()), b_->name(),
+                                     ad::describe(b_->dtype(), b_->shape())));
+  if (W_->dtype() != b_->dtype())
+    throw ad::DTypeError(fmt::format("layer{} (Linear): {} is {} but {} is {}", layer, W_->name(),
+                                     ad::to_string(W_->dtype()), b_->name(), ad::to_string(b_->dtype())));
+  out_ = W_->shape()[0];
+  in_ = W_->shape()[1];
+}
+
 void Linear::set_layer(int layer) {
   layer_ = layer;
   W_->rename(fmt::format("layer{}.W", layer));

@@ -11,11 +11,11 @@ cd "$(dirname "$0")/.."
 mode=${1:-demo}
 jobs=${JOBS:-$(nproc)}
 # What every mode needs, then what the test modes add: Open MPI (distributed training), Chromium and
-# Graphviz (the tape explorer's browser test), clang with libFuzzer (the loaders' fuzz targets).
+# Graphviz and Python 3 (the tape explorer's browser test), clang with libFuzzer (the loaders' fuzz targets).
 required=(g++ cmake make libboost-dev libfmt-dev doctest-dev libopenblas-dev zlib1g-dev libdnnl-dev)
 case "$mode" in
   test | sanitize)
-    required+=(libopenmpi-dev openmpi-bin libboost-mpi-dev chromium graphviz clang libclang-rt-14-dev)
+    required+=(libopenmpi-dev openmpi-bin libboost-mpi-dev chromium graphviz python3 clang libclang-rt-14-dev)
     ;;
 esac
 

@@ -105,7 +105,9 @@ TEST_CASE("nn: fit trains on separable blobs, prints one plain line per epoch, e
   CHECK(e.loss == doctest::Approx(reports.back().validation.loss).epsilon(1e-12));
   const auto log = nn_test::read_bytes(dir / "log.txt");
   const std::string text(log.begin(), log.end());
-  CHECK(std::count(text.begin(), text.end(), '\n') == 4);
+  CHECK(std::count(text.begin(), text.end(), '\n') == 5);  // the backend line, then one per epoch
+  CHECK(text.rfind("fit: ", 0) == 0);
+  CHECK(text.find("batch 16, backend ") < text.find('\n'));
   CHECK(text.find('\r') == std::string::npos);
   CHECK(text.find("epoch 4/4") != std::string::npos);
   CHECK(text.find("validation") != std::string::npos);

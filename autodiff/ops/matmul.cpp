@@ -270,8 +270,9 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose
 }
 
 /// z = x·Wᵀ + b in one entry: the seed's z^(l) = W^(l) x^(l) + b^(l) for a batch x [B, in] with one
-/// sample a row, W [out, in] and b [out]; z is [B, out].  The bias rows are written first and the
-/// product added onto them by BLAS (beta = 1), so z costs one pass.
+/// sample a row, W [out, in] and b [out]; z is [B, out].  blas::linear_forward adds the bias inside
+/// the product (oneDNN), or writes the bias rows first and adds the product onto them (OpenBLAS),
+/// so z costs one pass.
 /// Derivative, with upstream adjoint G = ∂J/∂z:  dx = G·W,  dW = Gᵀ·x,  db = Σ_rows G.
 /// Throws ShapeError unless x is 2-D, W is 2-D with W's columns equal to x's columns, and b has
 /// W's row count; DTypeError for mixed element types.
@@ -292,8 +293,7 @@ Tensor linear(const Tensor& x, const Tensor& W, const Tensor& b) {
     const T* wv = static_cast<const T*>(W.node().data);
     const T* bv = static_cast<const T*>(b.node().data);
     T* z = tape.allocate_elements<T>(rows * out);
-    for (std::int64_t r = 0; r < rows; ++r) std::copy_n(bv, out, z + r * out);
-    blas::gemm<T>(false, true, rows, out, in, T(1), xv, in, wv, in, T(1), z, out);
+    blas::linear_forward<T>(rows, out, in, xv, wv, bv, z);
     // The flags matmul_backward reads: x as stored, W transposed.
     return ops::record_tensor(tape, linear_op, x.dtype(), Shape{rows, out}, z, {x.index(), W.index(), b.index()},
                               Transposes{false, true});
