@@ -10,5 +10,6 @@
 #include "nn/loss.hpp"
 #include "nn/module.hpp"
 #include "nn/optim.hpp"
+#include "nn/second_order.hpp"
 #include "nn/sequential.hpp"
 #include "nn/train.hpp"

@@ -11,6 +11,7 @@
 #include "autodiff/autodiff.hpp"
 #include "autodiff/forward.hpp"
 #include "autodiff/ops/record.hpp"
+#include "autodiff/second_order.hpp"
 #include "second_order.hpp"
 
 using namespace ad;
@@ -325,4 +326,109 @@ TEST_CASE("second-order: jvp and hvp reject bad directions with typed errors") {
   CHECK_THROWS_WITH_AS(jvp(tape, w, {{w, 1.0}}), doctest::Contains("not a leaf"), InvalidArgument);
   tape.clear();
   CHECK_THROWS_AS(jvp(tape, {{x, a}}), StaleHandleError);
+}
+
+// ---- Hessians and Jacobians ----------------------------------------------------------------------------
+
+TEST_CASE("second-order: the Rosenbrock function's Hessian in closed form") {
+  // f(x, y) = (1 - x)² + 100 (y - x²)²:
+  //   f_xx = 2 - 400 (y - x²) + 800 x²,  f_xy = -400 x,  f_yy = 200.
+  for (const auto [x0, y0] : {std::pair{-1.2, 1.0}, std::pair{1.0, 1.0}, std::pair{0.3, -0.4}}) {
+    Tape tape;
+    tape.set_fusion(false);
+    const Var x = tape.variable(x0), y = tape.variable(y0);
+    const Var f = square(1.0 - x) + 100.0 * square(y - square(x));
+    const Var xs[] = {x, y};
+    const Array<double> H = hessian(tape, f, xs);
+    CHECK(H[0] == doctest::Approx(2 - 400 * (y0 - x0 * x0) + 800 * x0 * x0).epsilon(1e-14));
+    CHECK(H[1] == doctest::Approx(-400 * x0).epsilon(1e-14));
+    CHECK(H[2] == doctest::Approx(-400 * x0).epsilon(1e-14));
+    CHECK(H[3] == doctest::Approx(200).epsilon(1e-14));
+  }
+}
+
+TEST_CASE("second-order: a quadratic's Hessian is its matrix, and Hessians are symmetric") {
+  // f(x) = ½ xᵀ A x + bᵀ x with A symmetric: H = A, whatever x.
+  const std::int64_t n = 5;
+  Array<double> A = random({n, n}, 11);
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t j = 0; j < i; ++j) A[i * n + j] = std::as_const(A)[j * n + i];
+  const Array<double> b = random({n, 1}, 12), x0 = random({n, 1}, 13);
+  Tape tape;
+  const Tensor x = tape.leaf(x0);
+  const Tensor f = 0.5 * sum(x * matmul(tape.constant(A), x)) + sum(tape.constant(b) * x);
+  const Tensor xs[] = {x};
+  const Array<double> H = hessian(tape, f, xs);
+  for (std::int64_t i = 0; i < n * n; ++i) CHECK(H[i] == doctest::Approx(A[i]).epsilon(1e-14));
+
+  // A non-quadratic network loss: H is symmetric to rounding.
+  Tape t2;
+  const Tensor W = t2.leaf(random({3, 4}, 14)), c = t2.leaf(random({3}, 15));
+  const Tensor X = t2.constant(random({5, 4}, 16));
+  const Tensor loss = mean(log_softmax(tanh(linear(X, W, c))) * t2.constant(random({5, 3}, 17)));
+  const Tensor params[] = {W, c};
+  const Array<double> H2 = hessian(t2, loss, params);
+  const std::int64_t m = H2.shape()[0];
+  REQUIRE(m == 15);
+  double largest = 0.0;
+  for (std::int64_t i = 0; i < m * m; ++i) largest = std::max(largest, std::fabs(H2[i]));
+  for (std::int64_t i = 0; i < m; ++i)
+    for (std::int64_t j = 0; j < i; ++j) CHECK(std::fabs(H2[i * m + j] - H2[j * m + i]) <= 1e-14 * largest);
+}
+
+TEST_CASE("second-order: Jacobians by forward and by reverse sweeps agree, and match a finite difference") {
+  Tape tape;
+  const Array<double> a = random({2, 3}, 21), b = random({3}, 22);
+  const Tensor x = tape.leaf(a), y = tape.leaf(b);
+  const Tensor out = softmax(x * y) * exp(y);  // [2, 3]: 6 outputs, 9 inputs
+  const Tensor in[] = {x, y};
+  const Array<double> Jf = ad::jacobian(tape, out, in, Sweep::forward);
+  const Array<double> Jr = ad::jacobian(tape, out, in, Sweep::reverse);
+  const Array<double> Ja = ad::jacobian(tape, out, in);
+  REQUIRE(Jf.shape() == Shape{6, 9});
+  for (std::int64_t i = 0; i < Jf.size(); ++i) {
+    CHECK(Jf[i] == doctest::Approx(Jr[i]).epsilon(1e-14));
+    CHECK(Ja[i] == Jr[i]);  // 6 outputs < 9 inputs: reverse
+  }
+  // Column 4 (x[1,1]) against a difference.
+  const Difference d = central_difference(
+      [&](double e) {
+        Tape t;
+        Array<double> a2 = a;
+        a2[4] += e;
+        return (softmax(t.leaf(a2) * t.leaf(b)) * exp(t.leaf(b))).value().flat(4);
+      },
+      0.0, 1.0);
+  CHECK(compare(Jf[4 * 9 + 4], d, DType::f64).error <= compare(Jf[4 * 9 + 4], d, DType::f64).allowed);
+
+  // Scalars: f(x, y) = (x y, x + y², sin x): 3 outputs, 2 inputs, forward by default.
+  Tape st;
+  const Var sx = st.variable(0.7), sy = st.variable(-0.3);
+  const Var ys[] = {Var(sx * sy), Var(sx + square(sy)), Var(sin(sx))};
+  const Var xs[] = {sx, sy};
+  const Array<double> J = ad::jacobian(st, ys, xs);
+  const double expect[] = {-0.3, 0.7, 1.0, -0.6, std::cos(0.7), 0.0};
+  for (int i = 0; i < 6; ++i) CHECK(J[i] == doctest::Approx(expect[i]).epsilon(1e-15));
+  const Array<double> Jrs = ad::jacobian(st, ys, xs, Sweep::reverse);
+  for (int i = 0; i < 6; ++i) CHECK(Jrs[i] == doctest::Approx(expect[i]).epsilon(1e-15));
+}
+
+TEST_CASE("second-order: float32 tangents and Hessian-vector products agree with float64") {
+  const Array<double> W64 = random({4, 3}, 31), b64 = random({4}, 32), X64 = random({6, 3}, 33);
+  const Array<double> dW = random({4, 3}, 34), db = random({4}, 35);
+  const std::int32_t labels[] = {0, 3, 1, 2, 2, 0};
+  auto run = [&]<class T>() {
+    Tape tape;
+    const Tensor W = tape.leaf(to_array<T>(W64.view())), b = tape.leaf(to_array<T>(b64.view()));
+    const Tensor X = tape.constant(to_array<T>(X64.view()));
+    const Tensor z = linear(X, W, b);
+    const Tensor loss = -mean(pick(log_softmax(tanh(z)), labels));
+    const double dl = jvp(tape, loss, {{W, dW}, {b, db}})[0];
+    const Gradients r = hvp(tape, loss, {{W, dW}, {b, db}});
+    return std::pair{dl, r.array<double>(W)};
+  };
+  const auto [d64, h64] = run.operator()<double>();
+  const auto [d32, h32] = run.operator()<float>();
+  CHECK(d32 == doctest::Approx(d64).epsilon(1e-5));  // float32 rounding of the products
+  for (std::int64_t i = 0; i < h64.size(); ++i) CHECK(h32[i] == doctest::Approx(h64[i]).epsilon(1e-4).scale(1e-3));
 }
