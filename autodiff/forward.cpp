@@ -70,7 +70,8 @@ namespace {
 
 /// Writes the directions' tangents into their leaves (after checking them) and returns the last
 /// entry any of them names.
-void seed_tangents(const Tape& tape, TangentStore& s, std::span<const Direction> directions, const char* what) {
+void seed_tangents(const Tape& tape, TangentStore& s, std::span<const Direction> directions, const char* what,
+                   bool alias) {
   std::vector<std::uint32_t> seen;
   for (const Direction& d : directions) {
     std::uint32_t e = 0;
@@ -97,7 +98,9 @@ void seed_tangents(const Tape& tape, TangentStore& s, std::span<const Direction>
         throw ShapeError(fmt::format("{}: the tangent of {} is {} but {} is {}", what, tape.label(e, "the input"),
                                      describe(v.dtype(), v.shape()), tape.label(e, "the input"),
                                      describe(n->dtype, n->shape)));
-      dispatch(n->dtype, [&]<class T>() {
+      if (alias && v.dtype() == n->dtype) {  // read in place: rules never write their arguments' tangents
+        s.tdot[tape.node_index(e)] = const_cast<void*>(v.data());
+      } else dispatch(n->dtype, [&]<class T>() {
         T* dst = static_cast<T*>(s.tensor_tangent(tape.node_index(e), *n));
         dispatch(v.dtype(), [&]<class S>() {
           const S* src = static_cast<const S*>(v.data());
@@ -150,11 +153,23 @@ void forward_pass(const Tape& tape, TangentStore& s, std::uint32_t last, const c
   }
 }
 
+/// Storage reused from the previous call on this thread when nobody holds it any more, as the tape
+/// reuses its gradient storage: a loop of jvp or hvp calls then allocates (and faults in) nothing
+/// after its first pass.
+template <class Store>
+std::shared_ptr<Store> reusable_store() {
+  thread_local std::shared_ptr<Store> cached;
+  if (!cached || cached.use_count() != 1) cached = std::make_shared<Store>();
+  return cached;
+}
+
+/// The forward pass up to `last`.  With `alias`, a tangent of the leaf's element type is read where
+/// it is instead of copied (only when the store does not outlive the caller's directions).
 std::shared_ptr<TangentStore> run_forward(Tape& tape, std::uint32_t last, std::span<const Direction> directions,
-                                          const char* what) {
-  auto s = std::make_shared<TangentStore>();
+                                          const char* what, bool alias = true) {
+  auto s = reusable_store<TangentStore>();
   s->reset(tape);
-  seed_tangents(tape, *s, directions, what);
+  seed_tangents(tape, *s, directions, what, alias);
   tape.check_leaves(last, what);
   forward_pass(tape, *s, last, what);
   return s;
@@ -163,7 +178,8 @@ std::shared_ptr<TangentStore> run_forward(Tape& tape, std::uint32_t last, std::s
 }  // namespace
 
 Tangents jvp(Tape& tape, std::span<const Direction> directions) {
-  return Tangents(run_forward(tape, static_cast<std::uint32_t>(tape.size() - 1), directions, "jvp"));
+  // The result outlives the directions: tangents are copied.
+  return Tangents(run_forward(tape, static_cast<std::uint32_t>(tape.size() - 1), directions, "jvp", false));
 }
 
 Tangents jvp(Tape& tape, std::initializer_list<Direction> directions) {
@@ -295,7 +311,7 @@ template <class Out>
 Gradients run_hvp(Tape& tape, const Out& loss, std::uint32_t e, std::span<const Direction> directions) {
   const auto t = run_forward(tape, e, directions, "hvp");
   Gradients g = tape.gradient(loss);
-  auto r = std::make_shared<GradStore>();
+  auto r = reusable_store<GradStore>();
   r->reset(tape);
   r_sweep(tape, *t, g.store(), *r, e);
   return Gradients(r);

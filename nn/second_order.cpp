@@ -16,8 +16,11 @@ std::vector<std::uint32_t> leaves_of(const Parameter& p, const ad::Tape& tape, c
 
 }  // namespace
 
-std::vector<ad::Array<double>> hvp_views(const ParameterList& params, ad::Tape& tape, const ad::Tensor& loss,
-                                         const std::vector<ad::View>& v) {
+namespace detail {
+
+std::pair<ad::Gradients, std::vector<std::vector<std::uint32_t>>> hvp_leaves(const ParameterList& params,
+                                                                             ad::Tape& tape, const ad::Tensor& loss,
+                                                                             const std::vector<ad::View>& v) {
   constexpr const char* what = "nn::hvp";
   if (v.size() != params.size())
     throw ad::InvalidArgument(fmt::format("{}: {} directions for {} parameters", what, v.size(), params.size()));
@@ -31,16 +34,16 @@ std::vector<ad::Array<double>> hvp_views(const ParameterList& params, ad::Tape& 
     readers.push_back(leaves_of(p, tape, what));
     for (const std::uint32_t e : readers.back()) dirs.emplace_back(ad::Tensor(&tape, e, tape.generation()), v[k]);
   }
-  const ad::Gradients r = ad::hvp(tape, loss, dirs);
+  return {ad::hvp(tape, loss, dirs), std::move(readers)};
+}
+
+}  // namespace detail
+
+std::vector<ad::Array<double>> hvp_views(const ParameterList& params, ad::Tape& tape, const ad::Tensor& loss,
+                                         const std::vector<ad::View>& v) {
+  const auto [r, leaves] = detail::hvp_leaves(params, tape, loss, v);
   std::vector<ad::Array<double>> out;
-  for (std::size_t k = 0; k < params.size(); ++k) {
-    ad::Array<double> sum(params[k]->shape());
-    for (const std::uint32_t e : readers[k]) {
-      const ad::View part = r.adjoint(e);
-      for (std::int64_t i = 0; i < sum.size(); ++i) sum[i] += part.flat(i);
-    }
-    out.push_back(std::move(sum));
-  }
+  for (const auto& l : leaves) out.push_back(detail::sum_over<double>(r, l));
   return out;
 }
 

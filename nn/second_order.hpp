@@ -10,6 +10,7 @@
 // one tangent pass and two reverse sweeps over the recorded tape.
 #pragma once
 
+#include <utility>
 #include <vector>
 
 #include "autodiff/second_order.hpp"
@@ -39,13 +40,32 @@ ad::Array<double> hessian(const ParameterList& params, ad::Tape& tape, const ad:
 std::vector<ad::Array<double>> hvp_views(const ParameterList& params, ad::Tape& tape, const ad::Tensor& loss,
                                          const std::vector<ad::View>& v);
 
+namespace detail {
+/// One Hessian-vector product over the parameters' leaves: the result, and the leaves reading each
+/// parameter (their R-adjoints summed give (H·v) for that parameter).
+std::pair<ad::Gradients, std::vector<std::vector<std::uint32_t>>> hvp_leaves(const ParameterList& params,
+                                                                             ad::Tape& tape, const ad::Tensor& loss,
+                                                                             const std::vector<ad::View>& v);
+/// Σ over `leaves` of their entries in r, as an Array<T>.
+template <ad::Element T>
+ad::Array<T> sum_over(const ad::Gradients& r, const std::vector<std::uint32_t>& leaves) {
+  ad::Array<T> sum = ad::to_array<T>(r.adjoint(leaves[0]));
+  for (std::size_t q = 1; q < leaves.size(); ++q) {
+    const ad::Array<T> part = ad::to_array<T>(r.adjoint(leaves[q]));
+    for (std::int64_t i = 0; i < sum.size(); ++i) sum[i] += std::as_const(part)[i];
+  }
+  return sum;
+}
+}  // namespace detail
+
 template <ad::Element T>
 std::vector<ad::Array<T>> hvp(const ParameterList& params, ad::Tape& tape, const ad::Tensor& loss,
                               const std::vector<ad::Array<T>>& v) {
   std::vector<ad::View> views;
   for (const auto& a : v) views.push_back(a.view());
+  const auto [r, leaves] = detail::hvp_leaves(params, tape, loss, views);
   std::vector<ad::Array<T>> out;
-  for (const auto& r : hvp_views(params, tape, loss, views)) out.push_back(ad::to_array<T>(r.view()));
+  for (const auto& l : leaves) out.push_back(detail::sum_over<T>(r, l));
   return out;
 }
 
