@@ -85,6 +85,14 @@ class ThreadError : public Error {
   using Error::Error;
 };
 
+/// Forward mode or a Hessian-vector product met an op without the rule it needs (a user-defined op
+/// without a tangent or curvature rule, a fused scalar expression whose second derivatives were not
+/// recorded).  The message names the op and the entry.
+class MissingRuleError : public Error {
+ public:
+  using Error::Error;
+};
+
 /// A required runtime library (a BLAS) could not be found or loaded.
 class LibraryError : public Error {
  public:

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "autodiff/forward.hpp"
 #include "autodiff/ops/ops.hpp"
 #include "autodiff/ops/record.hpp"
 
@@ -27,7 +28,18 @@ void pick_backward(BackwardContext& c) {
   });
 }
 
-constexpr OpDescriptor pick_op{.name = "pick", .backward = pick_backward};
+/// The picked elements' tangents: ẏ[b] = ẋ[b, labels[b]].
+void pick_tangent(TangentContext& c) {
+  dispatch(c.node().dtype, [&]<class T>() {
+    const T* dx = c.arg_tangent<T>(0);
+    T* dy = c.tangent<T>();
+    const auto [labels, classes] = c.saved<Labels>();
+    for (std::int64_t b = 0, rows = numel(c.node().shape); b < rows; ++b) dy[b] = dx[b * classes + labels[b]];
+  });
+}
+
+constexpr OpDescriptor pick_op{.name = "pick", .backward = pick_backward, .tangent = pick_tangent,
+                               .curvature = no_curvature};
 constexpr OpDescriptor one_hot_op{.name = "one_hot"};  // a constant: nothing flows back
 
 }  // namespace
