@@ -15,9 +15,10 @@
 
 namespace ad::ops {
 
-/// Element-wise loops shorter than two of these run on one thread (about 10-20 µs of the cheapest
-/// ops, what handing half of it to a second thread costs and saves); longer ones are spread over
-/// the backend's threads in ranges.  Each element is computed the same way at any thread count.
+/// Element-wise loops shorter than two of these run on one thread (an estimate: some 10 µs of the
+/// cheapest ops on one core, well above the microsecond or two it takes to hand a range to a
+/// spinning second thread); longer ones are spread over the backend's threads in ranges.  Each
+/// element is computed the same way at any thread count.
 inline constexpr std::int64_t elementwise_grain = 32768;
 
 /// The tape of a tensor operand, after checking it is non-empty, current, and (if `other` is
