@@ -11,5 +11,9 @@
 #include "nn/module.hpp"
 #include "nn/optim.hpp"
 #include "nn/penalty.hpp"
+#include "nn/second_order.hpp"
 #include "nn/sequential.hpp"
 #include "nn/train.hpp"
+#if defined(DELTAGRAD_HAVE_MPI)
+#include "nn/distributed.hpp"
+#endif

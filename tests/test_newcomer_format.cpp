@@ -63,7 +63,8 @@ TEST_CASE("newcomer: formatter elides the middle of large values") {
   const std::string r = ad::format_value(row.view(), {.line_width = 40});
   CHECK(r.find("...") == std::string::npos);
   CHECK(r.substr(0, 40) == "f64[40] [ 0,  1,  2,  3,  4,  5,  6,  7,");
-  CHECK(r.find("\n" + std::string(10, ' ') + "8,  9,") != std::string::npos);  // 9 to the bracket, 1 of padding
+  // the second line: 9 spaces up to the bracket's column, then " 8" padded to the width of "39"
+  CHECK(r.find("\n          8,  9,") != std::string::npos);
   for (std::size_t start = 0, end; start < r.size(); start = end + 1) {
     end = r.find('\n', start);
     if (end == std::string::npos) end = r.size();

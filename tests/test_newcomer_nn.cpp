@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "nn/nn.hpp"
 #include "nn_temp.hpp"
@@ -38,9 +39,9 @@ TEST_CASE("newcomer: l2_penalty is (lambda/2) times the sum of squared weights, 
   const ad::Tensor pen = nn::l2_penalty(tape, net, lambda);
 
   double by_hand = 0;
-  for (const auto& p : net.parameters())
+  for (const auto& p : net.parameters())  // read through const: a mutable access would mark the leaves stale
     if (p->name().ends_with(".W"))
-      for (double v : p->array<double>().values()) by_hand += v * v;
+      for (double v : std::as_const(*p).array<double>().values()) by_hand += v * v;
   by_hand *= lambda / 2;
   CHECK(pen.item() == doctest::Approx(by_hand).epsilon(1e-14));
   CHECK(tape.label(pen.index(), "") == "l2_penalty");
@@ -48,7 +49,7 @@ TEST_CASE("newcomer: l2_penalty is (lambda/2) times the sum of squared weights, 
 
   const ad::Gradients g = tape.gradient(pen);
   for (int l = 1; l <= 2; ++l) {
-    const auto& W = net.linear(l).weight().array<double>();
+    const auto& W = std::as_const(net.linear(l).weight()).array<double>();
     const ad::View dW = g[fmt::format("layer{}.W", l)];
     for (std::int64_t i = 0; i < W.size(); ++i) CHECK(dW.flat(i) == doctest::Approx(lambda * W[i]).epsilon(1e-14));
     CHECK(max_abs(g[fmt::format("layer{}.b", l)]) == 0.0);
@@ -72,7 +73,7 @@ TEST_CASE("newcomer: l2_penalty gradient equals the optimiser's weight decay con
 
   // The adjoints differ by exactly λW on the weights and not at all on the biases.
   for (int l = 1; l <= 3; ++l) {
-    const auto& W = on_tape.linear(l).weight().array<double>();
+    const auto& W = std::as_const(on_tape.linear(l).weight()).array<double>();
     const std::string w = fmt::format("layer{}.W", l), b = fmt::format("layer{}.b", l);
     const ad::View d1 = g1[w], d2 = g2[w];
     for (std::int64_t i = 0; i < W.size(); ++i)
@@ -177,4 +178,15 @@ TEST_CASE("newcomer: BLAS summary warns when OPENBLAS_CORETYPE selects kernels s
   if (!info.core.empty()) CHECK(line.find("core " + info.core) != std::string::npos);
   CHECK((line.find("\nwarning: ") != std::string::npos) ==
         !ad::blas::slow_core_warning(info, ad::blas::cpu_simd()).empty());
+}
+
+TEST_CASE("newcomer: an expression kept in a Var is recorded, and g of it is its adjoint") {
+  // The compiling counterpart of tests/compile_fail/gradient_of_expr.cpp.
+  ad::Tape tape;
+  ad::Var x = tape.variable(2.0);
+  ad::Var y = tape.variable(3.0);
+  ad::Var e = x * y + 1.0;  // recorded
+  ad::Gradients g = tape.gradient(ad::Var(e * x));
+  CHECK(g[e] == 2.0);            // ∂(e·x)/∂e = x
+  CHECK(g[x] == 3.0 * 2 + 7.0);  // e + x·∂e/∂x = (x y + 1) + x y at x = 2, y = 3
 }

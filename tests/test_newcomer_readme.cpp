@@ -34,9 +34,9 @@ TEST_CASE("newcomer: README snippet getting data in and numbers out") {
   fmt::print("J = {:.4f}\nprobabilities {:.3f}\n", J, probs);  // whole tensors, NumPy-style
   fmt::print("dJ/dz {:+.2e}\n", g[logits]);
 
-  // The model's parameters: name, value, and the adjoint from the sweep.
+  // The model's parameters: name, value (a read-only View), and the adjoint from the sweep.
   for (const auto& p : net.parameters())
-    fmt::print("{} = {}\n  dJ/d{} = {}\n", p->name(), p->array<float>(), p->name(), g[p->name()]);
+    fmt::print("{} = {}\n  dJ/d{} = {}\n", p->name(), p->view(), p->name(), g[p->name()]);
   // ---- README snippet end
 
   CHECK(y(1, 2) == 5.0f);
