@@ -10,8 +10,8 @@
 #include <initializer_list>
 #include <type_traits>
 
-#include "autodiff/gradients.hpp"
 #include "autodiff/backend/pool.hpp"
+#include "autodiff/gradients.hpp"
 #include "autodiff/tape.hpp"
 #include "autodiff/tensor.hpp"
 
