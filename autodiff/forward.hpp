@@ -26,6 +26,7 @@
 #include <span>
 #include <vector>
 
+#include "autodiff/gradients.hpp"
 #include "autodiff/tape.hpp"
 
 namespace ad {
