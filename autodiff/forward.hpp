@@ -28,6 +28,8 @@
 
 #include "autodiff/gradients.hpp"
 #include "autodiff/tape.hpp"
+#include "autodiff/tensor.hpp"
+#include "autodiff/var.hpp"
 
 namespace ad {
 
