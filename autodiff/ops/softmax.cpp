@@ -182,7 +182,10 @@ Tensor softmax_cross_entropy(const Tensor& z, std::span<const std::int32_t> labe
       total += log_sum[b] - static_cast<double>(zv[b * classes + kept[b]]);
     });
     T* y = tape.allocate_elements<T>(1);
-    y[0] = static_cast<T>(total / static_cast<double>(rows));
+    // A logit of ±inf or NaN makes J NaN; x86 makes inf − inf a NaN with the sign bit set, which
+    // prints as "-nan": give it the plain NaN that -mean(pick(log_softmax(z))) gives.
+    const double J = total / static_cast<double>(rows);
+    y[0] = static_cast<T>(std::isnan(J) ? std::numeric_limits<double>::quiet_NaN() : J);
     return y;
   });
   return ops::record_tensor(tape, softmax_cross_entropy_op, dtype, Shape{}, out, {z.index()},
