@@ -131,3 +131,23 @@ TEST_CASE("newcomer: softmax_cross_entropy checks its operands before recording"
   CHECK_THROWS_AS(ad::softmax_cross_entropy(tape.leaf(ad::Array<float>(ad::make_shape({3}))), one), ad::ShapeError);
   CHECK(tape.size() == before + 1);  // only the rank-1 leaf made for the last check
 }
+
+TEST_CASE("newcomer: step-through explains the fused loss's contribution to the logits' adjoint") {
+  nn::Rng rng(7);
+  nn::MLP net({3, 4, 3}, nn::sigmoid, rng, {.dtype = ad::DType::f64});
+  ad::Tape tape;
+  const ad::Tensor logits = net(tape, batch());
+  const ad::Tensor loss = nn::softmax_cross_entropy(logits, labels);
+  const ad::StepLog steps = ad::step_through(tape, loss);
+  const ad::AdjointTerms t = steps.terms("layer2.z", {1, 0});  // row 1, its label 0
+  REQUIRE(t.terms.size() == 1);
+  REQUIRE(t.terms[0].products.size() == 1);
+  const ad::View z = logits.value();
+  double sum = 0;
+  for (int k = 0; k < 3; ++k) sum += std::exp(z.at({1, k}));
+  const double want = (std::exp(z.at({1, 0})) / sum - 1.0) / 2;
+  CHECK(t.terms[0].products[0].factor == doctest::Approx(want).epsilon(1e-12));
+  CHECK(t.terms[0].products[0].adjoint == 1.0);
+  CHECK(tape.gradient(loss)["layer2.z"].at({1, 0}) == doctest::Approx(want).epsilon(1e-12));
+  CHECK(steps.explain("layer2.z", {1, 0}).find("softmax − onehot") != std::string::npos);
+}

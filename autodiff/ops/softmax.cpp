@@ -141,8 +141,21 @@ ParamText labels_params(const Tape&, const Node& n) {
   return {fmt::format("{} label{}", s->rows, s->rows == 1 ? "" : "s")};
 }
 
-constexpr OpDescriptor softmax_cross_entropy_op{
-    .name = "softmax_cross_entropy", .backward = softmax_cross_entropy_backward, .params = labels_params};
+/// Step-through: element [b, k] of the logits' adjoint is the factor (softmax(z)[b, k] − 1[k = y_b]) / B
+/// times the loss's adjoint.
+void softmax_cross_entropy_explain(const ExplainQuery& q, Explanation& out) {
+  const auto& s = *static_cast<const CrossEntropyState*>(q.node.saved);
+  const std::int64_t b = q.element / s.classes, k = q.element % s.classes;
+  const double p = std::exp(q.tape.value_view(q.node.args[0]).flat(q.element) - s.log_sum[b]);
+  out.products.push_back(
+      {.factor = (p - (k == s.labels[b] ? 1.0 : 0.0)) / static_cast<double>(s.rows), .adjoint_element = 0});
+  out.note = fmt::format("(softmax − onehot) / B at row {}, label {}", b, s.labels[b]);
+}
+
+constexpr OpDescriptor softmax_cross_entropy_op{.name = "softmax_cross_entropy",
+                                                .backward = softmax_cross_entropy_backward,
+                                                .explain = softmax_cross_entropy_explain,
+                                                .params = labels_params};
 
 }  // namespace
 
