@@ -27,6 +27,7 @@
 #include <string>
 #include <utility>
 
+#include "autodiff/gradients.hpp"
 #include "autodiff/tape.hpp"
 
 namespace ad {

@@ -12,14 +12,12 @@
 
 #include "autodiff/arena.hpp"
 #include "autodiff/array.hpp"
+#include "autodiff/handles.hpp"
+#include "autodiff/tape.hpp"
 
 namespace ad {
 
-class Tape;
-class Var;
 class Expr;
-class Tensor;
-struct Node;
 
 /// The storage behind a Gradients object.
 struct GradStore {
@@ -62,6 +60,8 @@ class Gradients {
   Array<T> array(const Tensor& t) const {
     return to_array<T>((*this)[t]);
   }
+  /// Whether the entry was recorded before these gradients were taken (so they hold its adjoint).
+  bool covers(std::uint32_t entry) const { return entry > 0 && entry < s_->adj.size(); }
   /// Whether anything flowed into this entry's adjoint (false for entries the output does not use).
   bool reached(std::uint32_t entry) const;
 
@@ -124,11 +124,6 @@ class BackwardContext {
   const Node& node_;
 };
 
-}  // namespace ad
-
-#include "autodiff/tape.hpp"
-
-namespace ad {
 
 inline void Gradients::check(const char* what) const {
   if (s_->generation != s_->tape->generation()) [[unlikely]]

@@ -1,6 +1,6 @@
 #include "nn/loss.hpp"
 
-#include "autodiff/ops/record.hpp"
+#include "autodiff/autodiff.hpp"
 
 namespace nn {
 
@@ -15,22 +15,22 @@ double batch_rows(const ad::Tensor& a, const char* what) {
   if (s.size() == 1) return 1.0;
   if (s.size() == 2 && s[0] > 0) return static_cast<double>(s[0]);
   throw ad::ShapeError(fmt::format("{}: {} must be [B, K] with B > 0 (or one sample [K])", what,
-                                   ad::ops::describe_operand(a, "input")));
+                                   ad::describe_operand(a, "input")));
 }
 
 void check_same_shape(const ad::Tensor& a, const ad::Tensor& y, const char* what) {
-  ad::ops::tape_of(a, y, what);
+  ad::tape_of(a, y, what);
   if (a.shape() != y.shape())
     throw ad::ShapeError(fmt::format("{}: prediction and target shapes differ: {}, {}", what,
-                                     ad::ops::describe_operand(a, "prediction"), ad::ops::describe_operand(y, "target")));
+                                     ad::describe_operand(a, "prediction"), ad::describe_operand(y, "target")));
 }
 
 void check_labels(const ad::Tensor& a, std::span<const std::int32_t> labels, const char* what) {
-  ad::ops::tape_of(a, what);
+  ad::tape_of(a, what);
   const ad::Shape& s = a.shape();
   if (s.size() != 2 || static_cast<std::int64_t>(labels.size()) != s[0] || s[0] == 0)
     throw ad::ShapeError(fmt::format("{}: {} needs one label per row ([B, K] with B > 0), {} labels given", what,
-                                     ad::ops::describe_operand(a, "input"), labels.size()));
+                                     ad::describe_operand(a, "input"), labels.size()));
 }
 
 }  // namespace

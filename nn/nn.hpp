@@ -11,6 +11,7 @@
 #include "nn/module.hpp"
 #include "nn/optim.hpp"
 #include "nn/penalty.hpp"
+#include "nn/second_order.hpp"
 #include "nn/sequential.hpp"
 #include "nn/train.hpp"
 #if defined(DELTAGRAD_HAVE_MPI)

@@ -39,9 +39,9 @@ TEST_CASE("newcomer: l2_penalty is (lambda/2) times the sum of squared weights, 
   const ad::Tensor pen = nn::l2_penalty(tape, net, lambda);
 
   double by_hand = 0;
-  for (const auto& p : net.parameters())
+  for (const auto& p : net.parameters())  // read through const: a mutable access would mark the leaves stale
     if (p->name().ends_with(".W"))
-      for (double v : std::as_const(*p).array<double>().values()) by_hand += v * v;  // const: a read
+      for (double v : std::as_const(*p).array<double>().values()) by_hand += v * v;
   by_hand *= lambda / 2;
   CHECK(pen.item() == doctest::Approx(by_hand).epsilon(1e-14));
   CHECK(tape.label(pen.index(), "") == "l2_penalty");

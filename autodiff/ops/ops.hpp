@@ -9,6 +9,8 @@
 #include <span>
 
 #include "autodiff/tape.hpp"
+#include "autodiff/tensor.hpp"
+#include "autodiff/var.hpp"
 
 namespace ad {
 

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "autodiff/ops/axis.hpp"
+#include "autodiff/forward.hpp"
 #include "autodiff/ops/ops.hpp"
 #include "autodiff/ops/record.hpp"
 
@@ -105,8 +106,99 @@ void log_softmax_backward(BackwardContext& c) {
   });
 }
 
-constexpr OpDescriptor softmax_op{.name = "softmax", .backward = softmax_backward, .params = axis_params};
-constexpr OpDescriptor log_softmax_op{.name = "log_softmax", .backward = log_softmax_backward, .params = axis_params};
+/// Calls f(first, s) for each slice along the saved axis (first: its first element's flat index).
+template <class F>
+void each_slice(const Shape& shape, std::int64_t axis, F&& f) {
+  const ops::AxisSplit s = ops::split_at_axis(shape, static_cast<std::size_t>(axis));
+  for (std::int64_t o = 0; o < s.outer; ++o)
+    for (std::int64_t i = 0; i < s.inner; ++i) f(o * s.n * s.inner + i, s);
+}
+
+/// Σ_k a[k] b[k] along a slice, in double (b null: Σ a; a given as e^y when exp_a).
+template <Element T>
+double slice_dot(const T* a, const T* b, const ops::AxisSplit& s, bool exp_a = false) {
+  double acc = 0.0;
+  for (std::int64_t k = 0; k < s.n; ++k) {
+    const double av = exp_a ? std::exp(static_cast<double>(a[k * s.inner])) : static_cast<double>(a[k * s.inner]);
+    acc += b ? av * static_cast<double>(b[k * s.inner]) : av;
+  }
+  return acc;
+}
+
+/// softmax tangent: ẏ = y ⊙ (ẋ - Σ_k y_k ẋ_k) along each slice.
+void softmax_tangent(TangentContext& c) {
+  dispatch(c.node().dtype, [&]<class T>() {
+    const T* y = c.value<T>();
+    const T* dx = c.arg_tangent<T>(0);
+    T* dy = c.tangent<T>();
+    each_slice(c.node().shape, c.saved<Axis>().axis, [&](std::int64_t first, const ops::AxisSplit& s) {
+      const double m = slice_dot(y + first, dx + first, s);
+      for (std::int64_t k = 0; k < s.n; ++k) {
+        const std::int64_t at = first + k * s.inner;
+        dy[at] = static_cast<T>(static_cast<double>(y[at]) * (static_cast<double>(dx[at]) - m));
+      }
+    });
+  });
+}
+
+/// log_softmax tangent: ẏ = ẋ - Σ_k softmax_k ẋ_k, softmax = e^y.
+void log_softmax_tangent(TangentContext& c) {
+  dispatch(c.node().dtype, [&]<class T>() {
+    const T* y = c.value<T>();
+    const T* dx = c.arg_tangent<T>(0);
+    T* dy = c.tangent<T>();
+    each_slice(c.node().shape, c.saved<Axis>().axis, [&](std::int64_t first, const ops::AxisSplit& s) {
+      const double m = slice_dot(y + first, dx + first, s, true);
+      for (std::int64_t k = 0; k < s.n; ++k) {
+        const std::int64_t at = first + k * s.inner;
+        dy[at] = static_cast<T>(static_cast<double>(dx[at]) - m);
+      }
+    });
+  });
+}
+
+/// softmax curvature: dx = y ⊙ (g - Σ g y) moves, with g fixed, by ẏ ⊙ (g - Σ g y) - y ⊙ Σ g ẏ.
+void softmax_curvature(CurvatureContext& c) {
+  dispatch(c.node().dtype, [&]<class T>() {
+    T* r = c.arg_rgrad<T>(0);
+    const T* dy = c.tangent<T>();
+    if (!r || !dy) return;
+    const T* y = c.value<T>();
+    const T* g = c.grad<T>();
+    each_slice(c.node().shape, c.saved<Axis>().axis, [&](std::int64_t first, const ops::AxisSplit& s) {
+      const double gy = slice_dot(g + first, y + first, s), gdy = slice_dot(g + first, dy + first, s);
+      for (std::int64_t k = 0; k < s.n; ++k) {
+        const std::int64_t at = first + k * s.inner;
+        r[at] += static_cast<T>(static_cast<double>(dy[at]) * (static_cast<double>(g[at]) - gy) -
+                                static_cast<double>(y[at]) * gdy);
+      }
+    });
+  });
+}
+
+/// log_softmax curvature: dx = g - e^y Σ g moves, with g fixed, by -e^y ẏ Σ g.
+void log_softmax_curvature(CurvatureContext& c) {
+  dispatch(c.node().dtype, [&]<class T>() {
+    T* r = c.arg_rgrad<T>(0);
+    const T* dy = c.tangent<T>();
+    if (!r || !dy) return;
+    const T* y = c.value<T>();
+    const T* g = c.grad<T>();
+    each_slice(c.node().shape, c.saved<Axis>().axis, [&](std::int64_t first, const ops::AxisSplit& s) {
+      const double gsum = slice_dot(g + first, static_cast<const T*>(nullptr), s);
+      for (std::int64_t k = 0; k < s.n; ++k) {
+        const std::int64_t at = first + k * s.inner;
+        r[at] -= static_cast<T>(std::exp(static_cast<double>(y[at])) * static_cast<double>(dy[at]) * gsum);
+      }
+    });
+  });
+}
+
+constexpr OpDescriptor softmax_op{.name = "softmax", .backward = softmax_backward, .tangent = softmax_tangent,
+                                  .curvature = softmax_curvature, .params = axis_params};
+constexpr OpDescriptor log_softmax_op{.name = "log_softmax", .backward = log_softmax_backward,
+                                      .tangent = log_softmax_tangent, .curvature = log_softmax_curvature,
+                                      .params = axis_params};
 
 /// softmax_cross_entropy's saved state: the labels and each row's log Σ_k exp(z_k) (with the
 /// row maximum already added back), both copied onto the tape.
