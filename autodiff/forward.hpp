@@ -26,6 +26,7 @@
 #include <span>
 #include <vector>
 
+#include "autodiff/gradients.hpp"  // GradStore, which the curvature context reads
 #include "autodiff/tape.hpp"
 
 namespace ad {

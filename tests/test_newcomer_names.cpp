@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "nn/nn.hpp"
+#include "second_order.hpp"
 
 namespace {
 
@@ -150,4 +151,25 @@ TEST_CASE("newcomer: step-through explains the fused loss's contribution to the 
   CHECK(t.terms[0].products[0].adjoint == 1.0);
   CHECK(tape.gradient(loss)["layer2.z"].at({1, 0}) == doctest::Approx(want).epsilon(1e-12));
   CHECK(steps.explain("layer2.z", {1, 0}).find("softmax − onehot") != std::string::npos);
+}
+
+TEST_CASE("newcomer: the fused softmax_cross_entropy has tangent and curvature rules (jvp and hvp)") {
+  const std::int32_t y[] = {2, 0, 1};
+  const second_order::Build direct = [&](ad::Tape&, std::span<const ad::Tensor> in) {
+    return ad::softmax_cross_entropy(in[0], y);
+  };
+  const second_order::Inputs z = {
+      ad::Array<double>(ad::make_shape({3, 4}), {0.3, -1.2, 2.0, 0.5, 1.5, 1.5, -0.7, 0.0, -2.0, 0.4, 0.9, 3.0})};
+  second_order::check_tangent(direct, z);
+  second_order::check_hvp(direct, z);
+  // Through a layer, as a training loss sits: z = x·Wᵀ + b, then the fused loss.
+  const ad::Array<double> x(ad::make_shape({3, 2}), {0.5, -1.0, 1.5, 0.25, -0.75, 2.0});
+  const second_order::Build layered = [&](ad::Tape& t, std::span<const ad::Tensor> in) {
+    return ad::softmax_cross_entropy(ad::linear(t.constant(x), in[0], in[1]), y);
+  };
+  const second_order::Inputs wb = {
+      ad::Array<double>(ad::make_shape({4, 2}), {0.2, -0.4, 0.7, 0.1, -0.3, 0.9, 0.5, -0.6}),
+      ad::Array<double>(ad::make_shape({4}), {0.1, -0.2, 0.0, 0.3})};
+  second_order::check_tangent(layered, wb);
+  second_order::check_hvp(layered, wb);
 }
