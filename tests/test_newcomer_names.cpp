@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "nn/nn.hpp"
+#include "second_order.hpp"
 
 namespace {
 
@@ -130,4 +131,45 @@ TEST_CASE("newcomer: softmax_cross_entropy checks its operands before recording"
                        "softmax_cross_entropy: label 3 in row 1 is outside [0, 3) for z is f32[2,3]", ad::IndexError);
   CHECK_THROWS_AS(ad::softmax_cross_entropy(tape.leaf(ad::Array<float>(ad::make_shape({3}))), one), ad::ShapeError);
   CHECK(tape.size() == before + 1);  // only the rank-1 leaf made for the last check
+}
+
+TEST_CASE("newcomer: step-through explains the fused loss's contribution to the logits' adjoint") {
+  nn::Rng rng(7);
+  nn::MLP net({3, 4, 3}, nn::sigmoid, rng, {.dtype = ad::DType::f64});
+  ad::Tape tape;
+  const ad::Tensor logits = net(tape, batch());
+  const ad::Tensor loss = nn::softmax_cross_entropy(logits, labels);
+  const ad::StepLog steps = ad::step_through(tape, loss);
+  const ad::AdjointTerms t = steps.terms("layer2.z", {1, 0});  // row 1, its label 0
+  REQUIRE(t.terms.size() == 1);
+  REQUIRE(t.terms[0].products.size() == 1);
+  const ad::View z = logits.value();
+  double sum = 0;
+  for (int k = 0; k < 3; ++k) sum += std::exp(z.at({1, k}));
+  const double want = (std::exp(z.at({1, 0})) / sum - 1.0) / 2;
+  CHECK(t.terms[0].products[0].factor == doctest::Approx(want).epsilon(1e-12));
+  CHECK(t.terms[0].products[0].adjoint == 1.0);
+  CHECK(tape.gradient(loss)["layer2.z"].at({1, 0}) == doctest::Approx(want).epsilon(1e-12));
+  CHECK(steps.explain("layer2.z", {1, 0}).find("softmax − onehot") != std::string::npos);
+}
+
+TEST_CASE("newcomer: the fused softmax_cross_entropy has tangent and curvature rules (jvp and hvp)") {
+  const std::int32_t y[] = {2, 0, 1};
+  const second_order::Build direct = [&](ad::Tape&, std::span<const ad::Tensor> in) {
+    return ad::softmax_cross_entropy(in[0], y);
+  };
+  const second_order::Inputs z = {
+      ad::Array<double>(ad::make_shape({3, 4}), {0.3, -1.2, 2.0, 0.5, 1.5, 1.5, -0.7, 0.0, -2.0, 0.4, 0.9, 3.0})};
+  second_order::check_tangent(direct, z);
+  second_order::check_hvp(direct, z);
+  // Through a layer, as a training loss sits: z = x·Wᵀ + b, then the fused loss.
+  const ad::Array<double> x(ad::make_shape({3, 2}), {0.5, -1.0, 1.5, 0.25, -0.75, 2.0});
+  const second_order::Build layered = [&](ad::Tape& t, std::span<const ad::Tensor> in) {
+    return ad::softmax_cross_entropy(ad::linear(t.constant(x), in[0], in[1]), y);
+  };
+  const second_order::Inputs wb = {
+      ad::Array<double>(ad::make_shape({4, 2}), {0.2, -0.4, 0.7, 0.1, -0.3, 0.9, 0.5, -0.6}),
+      ad::Array<double>(ad::make_shape({4}), {0.1, -0.2, 0.0, 0.3})};
+  second_order::check_tangent(layered, wb);
+  second_order::check_hvp(layered, wb);
 }

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "autodiff/ops/axis.hpp"
 #include "autodiff/forward.hpp"
@@ -228,13 +229,76 @@ void softmax_cross_entropy_backward(BackwardContext& c) {
   });
 }
 
+/// Calls f(row, p) for each row b, with p[k] = softmax(z)[b, k] (a buffer of `classes` doubles).
+template <Element T, class F>
+void each_row_softmax(const T* z, const CrossEntropyState& s, std::vector<double>& p, F&& f) {
+  p.resize(static_cast<std::size_t>(s.classes));
+  for (std::int64_t b = 0; b < s.rows; ++b) {
+    const std::int64_t row = b * s.classes;
+    for (std::int64_t k = 0; k < s.classes; ++k)
+      p[static_cast<std::size_t>(k)] = std::exp(static_cast<double>(z[row + k]) - s.log_sum[b]);
+    f(b, row, p.data());
+  }
+}
+
+/// Forward mode: J̇ = (1/B) Σ_b (Σ_k p_bk ż_bk − ż_{b, y_b}), p = softmax(z).
+void softmax_cross_entropy_tangent(TangentContext& c) {
+  dispatch(c.node().dtype, [&]<class T>() {
+    const T* dz = c.arg_tangent<T>(0);
+    if (!dz) return;
+    const auto& s = c.saved<CrossEntropyState>();
+    std::vector<double> p;
+    double total = 0.0;
+    each_row_softmax(c.arg_value<T>(0), s, p, [&](std::int64_t b, std::int64_t row, const double* pb) {
+      for (std::int64_t k = 0; k < s.classes; ++k) total += pb[k] * static_cast<double>(dz[row + k]);
+      total -= static_cast<double>(dz[row + s.labels[b]]);
+    });
+    c.tangent<T>()[0] = static_cast<T>(total / static_cast<double>(s.rows));
+  });
+}
+
+/// Curvature: the rule's dz = (g/B)(p − onehot) moves, with g fixed, by (g/B) ṗ, where
+/// ṗ_k = p_k (ż_k − Σ_j p_j ż_j) along each row (softmax's Jacobian applied to ż).
+void softmax_cross_entropy_curvature(CurvatureContext& c) {
+  dispatch(c.node().dtype, [&]<class T>() {
+    T* r = c.arg_rgrad<T>(0);
+    const T* dz = c.arg_tangent<T>(0);
+    const T* g = c.grad<T>();
+    if (!r || !dz || !g) return;
+    const auto& s = c.saved<CrossEntropyState>();
+    const double scale = static_cast<double>(g[0]) / static_cast<double>(s.rows);
+    std::vector<double> p;
+    each_row_softmax(c.arg_value<T>(0), s, p, [&](std::int64_t, std::int64_t row, const double* pb) {
+      double mean_dz = 0.0;
+      for (std::int64_t k = 0; k < s.classes; ++k) mean_dz += pb[k] * static_cast<double>(dz[row + k]);
+      for (std::int64_t k = 0; k < s.classes; ++k)
+        r[row + k] += static_cast<T>(scale * pb[k] * (static_cast<double>(dz[row + k]) - mean_dz));
+    });
+  });
+}
+
 ParamText labels_params(const Tape&, const Node& n) {
   const auto* s = static_cast<const CrossEntropyState*>(n.saved);
   return {fmt::format("{} label{}", s->rows, s->rows == 1 ? "" : "s")};
 }
 
-constexpr OpDescriptor softmax_cross_entropy_op{
-    .name = "softmax_cross_entropy", .backward = softmax_cross_entropy_backward, .params = labels_params};
+/// Step-through: element [b, k] of the logits' adjoint is the factor (softmax(z)[b, k] − 1[k = y_b]) / B
+/// times the loss's adjoint.
+void softmax_cross_entropy_explain(const ExplainQuery& q, Explanation& out) {
+  const auto& s = *static_cast<const CrossEntropyState*>(q.node.saved);
+  const std::int64_t b = q.element / s.classes, k = q.element % s.classes;
+  const double p = std::exp(q.tape.value_view(q.node.args[0]).flat(q.element) - s.log_sum[b]);
+  out.products.push_back(
+      {.factor = (p - (k == s.labels[b] ? 1.0 : 0.0)) / static_cast<double>(s.rows), .adjoint_element = 0});
+  out.note = fmt::format("(softmax − onehot) / B at row {}, label {}", b, s.labels[b]);
+}
+
+constexpr OpDescriptor softmax_cross_entropy_op{.name = "softmax_cross_entropy",
+                                                .backward = softmax_cross_entropy_backward,
+                                                .tangent = softmax_cross_entropy_tangent,
+                                                .curvature = softmax_cross_entropy_curvature,
+                                                .explain = softmax_cross_entropy_explain,
+                                                .params = labels_params};
 
 }  // namespace
 
@@ -274,7 +338,10 @@ Tensor softmax_cross_entropy(const Tensor& z, std::span<const std::int32_t> labe
       total += log_sum[b] - static_cast<double>(zv[b * classes + kept[b]]);
     });
     T* y = tape.allocate_elements<T>(1);
-    y[0] = static_cast<T>(total / static_cast<double>(rows));
+    // A logit of ±inf or NaN makes J NaN; x86 makes inf − inf a NaN with the sign bit set, which
+    // prints as "-nan": give it the plain NaN that -mean(pick(log_softmax(z))) gives.
+    const double J = total / static_cast<double>(rows);
+    y[0] = static_cast<T>(std::isnan(J) ? std::numeric_limits<double>::quiet_NaN() : J);
     return y;
   });
   return ops::record_tensor(tape, softmax_cross_entropy_op, dtype, Shape{}, out, {z.index()},
