@@ -43,8 +43,12 @@ class Gradients {
   /// dy/dx for a scalar x.
   double operator[](const Var& x) const;
   /// Not an unrecorded expression: converting it would record a new entry after this gradient was
-  /// taken.  Keep the value in an ad::Var before taking the gradient, and look that up.
-  double operator[](const Expr& e) const = delete;
+  /// taken.  Keep the value in an ad::Var before taking the gradient, and look that up.  Deleted (so
+  /// that `requires { g[e]; }` is false); compilers quote the declaration line below when a call
+  /// selects it, so that line carries the reason.
+  // clang-format off
+  double operator[](const Expr& unrecorded) const = delete;  // g[e]: e is an unrecorded ad::Expr (auto e = x * y;), not on the tape. Keep it in an ad::Var (ad::Var e = x * y;) before taking the gradient.
+  // clang-format on
   /// dy/dt for a tensor t: same dtype and shape as t (zeros where nothing flowed in).
   View operator[](const Tensor& t) const;
   /// The adjoint of the latest entry with this name; throws InvalidArgument if none.

@@ -1,5 +1,6 @@
 #include "autodiff/tensor.hpp"
 
+#include "autodiff/forward.hpp"
 #include "autodiff/tape.hpp"
 
 namespace ad {
@@ -66,11 +67,20 @@ void element_explain(const ExplainQuery& q, Explanation& ex) {
                 : std::string("not the picked element: nothing added");
 }
 
+/// The picked element's tangent, as the Var's.
+void element_tangent(TangentContext& c) {
+  dispatch(c.arg_node(0).dtype, [&]<class T>() {
+    c.set_scalar_tangent(static_cast<double>(c.arg_tangent<T>(0)[c.saved<Picked>().flat]));
+  });
+}
+
 }  // namespace
 
-const OpDescriptor element_op{.name = "element", .backward = element_backward, .explain = element_explain,
-                              .params = element_params, .element_of_argument = true};
-const OpDescriptor to_var_op{.name = "to_var", .backward = element_backward, .explain = element_explain};
+const OpDescriptor element_op{.name = "element", .backward = element_backward, .tangent = element_tangent,
+                              .curvature = no_curvature, .explain = element_explain, .params = element_params,
+                              .element_of_argument = true};
+const OpDescriptor to_var_op{.name = "to_var", .backward = element_backward, .tangent = element_tangent,
+                             .curvature = no_curvature, .explain = element_explain};
 
 namespace {
 

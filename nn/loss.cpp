@@ -6,6 +6,9 @@ namespace nn {
 
 namespace {
 
+/// Every loss names its result "loss" on the tape (listings, g["loss"]); tape.name renames it.
+ad::Tensor named(const ad::Tensor& J) { return J.tape()->name(J, "loss"); }
+
 /// Rows of a [B, K] (or rank-1: one sample) operand; throws ShapeError for other ranks.
 double batch_rows(const ad::Tensor& a, const char* what) {
   const ad::Shape& s = a.shape();
@@ -36,31 +39,31 @@ ad::Tensor squared_error(const ad::Tensor& a, const ad::Tensor& y) {
   constexpr const char* what = "squared_error";
   check_same_shape(a, y, what);
   const double B = batch_rows(a, what);
-  return ad::sum(ad::square(a - y)) * (0.5 / B);
+  return named(ad::sum(ad::square(a - y)) * (0.5 / B));
 }
 
 ad::Tensor cross_entropy(const ad::Tensor& a, const ad::Tensor& y) {
   constexpr const char* what = "cross_entropy";
   check_same_shape(a, y, what);
   const double B = batch_rows(a, what);
-  return ad::sum(y * ad::log(a)) * (-1.0 / B);
+  return named(ad::sum(y * ad::log(a)) * (-1.0 / B));
 }
 
 ad::Tensor cross_entropy(const ad::Tensor& a, std::span<const std::int32_t> labels) {
   check_labels(a, labels, "cross_entropy");
-  return -ad::mean(ad::log(ad::pick(a, labels)));
+  return named(-ad::mean(ad::log(ad::pick(a, labels))));
 }
 
 ad::Tensor softmax_cross_entropy(const ad::Tensor& logits, std::span<const std::int32_t> labels) {
   check_labels(logits, labels, "softmax_cross_entropy");
-  return -ad::mean(ad::pick(ad::log_softmax(logits, -1), labels));
+  return named(ad::softmax_cross_entropy(logits, labels));
 }
 
 ad::Tensor binary_cross_entropy(const ad::Tensor& p, const ad::Tensor& y) {
   constexpr const char* what = "binary_cross_entropy";
   check_same_shape(p, y, what);
   const double B = batch_rows(p, what);
-  return ad::sum(y * ad::log(p) + (1.0 - y) * ad::log(1.0 - p)) * (-1.0 / B);
+  return named(ad::sum(y * ad::log(p) + (1.0 - y) * ad::log(1.0 - p)) * (-1.0 / B));
 }
 
 }  // namespace nn
