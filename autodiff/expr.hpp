@@ -112,7 +112,8 @@ struct Build {
 
   /// Op `op` of one operand; f(x) returns {value, d value / dx}.
   template <class A, class F>
-  [[gnu::always_inline]] static Expr unary(const A& x, Op op, const char* what, F f) {
+  [[gnu::always_inline]] static Expr unary(const A& x, Op op, F f) {
+    const char* what = op_name(op);
     if constexpr (std::same_as<A, Var>) {  // an op on a Var: an elementary entry
       Expr r = of(x, what);
       const auto [y, p] = f(r.value_);
@@ -122,7 +123,7 @@ struct Build {
       return r;
     } else {
       if (!x.tape_->fusion()) [[unlikely]]  // one op per entry: record the operand first
-        return unary(record(of(x, what)), op, what, f);
+        return unary(record(of(x, what)), op, f);
       Expr r = of(x, what);
       const auto [y, p] = f(r.value_);
       merge_repeated(r);
@@ -136,7 +137,8 @@ struct Build {
 
   /// Op `op` of two operands; f(x, y) returns {value, d value / dx, d value / dy}.
   template <class A, class B, class F>
-  [[gnu::always_inline]] static Expr binary(const A& x, const B& y, Op op, const char* what, F f) {
+  [[gnu::always_inline]] static Expr binary(const A& x, const B& y, Op op, F f) {
+    const char* what = op_name(op);
     if constexpr (std::same_as<A, Var> && std::same_as<B, Var>) {  // an op on Vars: an elementary entry
       Tape& t = detail::tape_of(x, y, what);
       const auto [v, pa, pb] = f(t.scalar_value(x.index()), t.scalar_value(y.index()));

@@ -13,7 +13,9 @@
 // (BackwardContext::saved<State>()).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -112,10 +114,25 @@ struct OpDescriptor {
 /// saved indices): nothing to add.
 void no_curvature(CurvatureContext&);
 
+namespace detail {
+// Scalar op codes: names only.  Their backward step is the tape's own (argument indices and local
+// partials); no scalar op needs a rule of its own.  Indexed by Op.
+inline constexpr OpDescriptor scalar_ops[] = {
+    {.name = "sink"},  {.name = "leaf"},   {.name = "add", .commutative = true}, {.name = "sub"},
+    {.name = "mul", .commutative = true},  {.name = "div"},  {.name = "neg"},    {.name = "add"},
+    {.name = "sub"},   {.name = "sub"},    {.name = "mul"},  {.name = "div"},    {.name = "div"},
+    {.name = "pow"},   {.name = "pow"},    {.name = "pow"},  {.name = "exp"},    {.name = "log"},
+    {.name = "log1p"}, {.name = "sqrt"},   {.name = "sin"},  {.name = "cos"},    {.name = "tan"},
+    {.name = "tanh"},  {.name = "sigmoid"}, {.name = "relu"}, {.name = "abs"},   {.name = "softplus"},
+    {.name = "square"}, {.name = "min"},  {.name = "max"},
+    {.name = "expr"},  {.name = "rule"}};
+static_assert(std::size(scalar_ops) == static_cast<std::size_t>(Op::count_));
+}  // namespace detail
+
 /// The descriptor of a scalar op code (its name: "add", "tanh", ...).
-const OpDescriptor& descriptor(Op op);
+constexpr const OpDescriptor& descriptor(Op op) { return detail::scalar_ops[static_cast<std::size_t>(op)]; }
 /// Short name of a scalar op code.
-inline const char* op_name(Op op) { return descriptor(op).name; }
+constexpr const char* op_name(Op op) { return descriptor(op).name; }
 
 /// Descriptors of tensor leaves: one that takes a gradient ("leaf") and one that does not ("const").
 extern const OpDescriptor leaf_op;

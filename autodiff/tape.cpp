@@ -10,23 +10,6 @@
 
 namespace ad {
 
-namespace {
-// Scalar op codes: names only.  Their backward step is the tape's own (argument indices and local
-// partials); no scalar op needs a rule of its own.
-constexpr OpDescriptor scalar_ops[] = {
-    {.name = "sink"},  {.name = "leaf"},   {.name = "add", .commutative = true}, {.name = "sub"},
-    {.name = "mul", .commutative = true},  {.name = "div"},  {.name = "neg"},    {.name = "add"},
-    {.name = "sub"},   {.name = "sub"},    {.name = "mul"},  {.name = "div"},    {.name = "div"},
-    {.name = "pow"},   {.name = "pow"},    {.name = "pow"},  {.name = "exp"},    {.name = "log"},
-    {.name = "log1p"}, {.name = "sqrt"},   {.name = "sin"},  {.name = "cos"},    {.name = "tan"},
-    {.name = "tanh"},  {.name = "sigmoid"}, {.name = "relu"}, {.name = "abs"},   {.name = "softplus"},
-    {.name = "square"}, {.name = "min"},  {.name = "max"},
-    {.name = "expr"},  {.name = "rule"}};
-static_assert(std::size(scalar_ops) == static_cast<std::size_t>(Op::count_));
-}  // namespace
-
-const OpDescriptor& descriptor(Op op) { return scalar_ops[static_cast<std::size_t>(op)]; }
-
 const OpDescriptor leaf_op{.name = "leaf"};
 const OpDescriptor const_op{.name = "const"};
 
