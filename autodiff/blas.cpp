@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cstdlib>
 #include <filesystem>
@@ -10,6 +11,9 @@
 #include <type_traits>
 #include <vector>
 
+#include "autodiff/backend/onednn.hpp"
+#include "autodiff/backend/pool.hpp"
+#include "autodiff/blas_summary.hpp"
 #include "autodiff/error.hpp"
 
 namespace ad::blas {
@@ -32,17 +36,8 @@ using GetThreadsFn = int (*)();
 // otherwise (both export cblas_*).
 constexpr const char* candidates[] = {"libopenblas.so.0", "libblas.so.3"};
 
-bool has_avx512() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  // The instruction sets OpenBLAS's SkylakeX kernels are built for (-march=skylake-avx512).
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") &&
-         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("avx512vl");
-#else
-  return false;
-#endif
-}
+/// The instruction sets OpenBLAS's SkylakeX kernels are built for (-march=skylake-avx512).
+bool has_avx512() { return cpu_simd() == Simd::avx512; }
 
 bool env_set(const char* name) { return std::getenv(name) != nullptr; }
 
@@ -186,6 +181,114 @@ void check_sizes(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std
 
 const Info& load() { return library().info; }
 
+namespace {
+
+Backend default_backend() {
+  const char* v = std::getenv("DELTAGRAD_BACKEND");
+  const std::string_view want = v ? v : "";
+  if (!want.empty() && want != "onednn" && want != "openblas")
+    throw InvalidArgument(fmt::format("DELTAGRAD_BACKEND='{}': expected onednn or openblas", want));
+  return ad::backend::onednn::available() && want != "openblas" ? Backend::onednn : Backend::openblas;
+}
+
+std::atomic<int>& backend_choice() {  // -1 until the default is read
+  static std::atomic<int> b{-1};
+  return b;
+}
+
+}  // namespace
+
+Backend backend() {
+  int b = backend_choice().load(std::memory_order_relaxed);
+  if (b < 0) {
+    b = static_cast<int>(default_backend());
+    backend_choice().store(b);
+  }
+  return static_cast<Backend>(b);
+}
+
+void set_backend(Backend b) {
+  if (b == Backend::onednn && !ad::backend::onednn::available())
+    throw LibraryError(
+        "blas::set_backend: oneDNN is not available (deltagrad was built without it, or it does not support this "
+        "CPU). Install libdnnl-dev and configure with -DDELTAGRAD_WITH_ONEDNN=ON");
+  backend_choice().store(static_cast<int>(b));
+}
+
+Info info() {
+  Info i = load();
+  i.backend = backend() == Backend::onednn ? "onednn" : "openblas";
+  i.isa = backend() == Backend::onednn ? ad::backend::onednn::isa() : i.core;
+  i.onednn_version = ad::backend::onednn::version();
+  i.num_threads = ad::backend::threads();
+  i.num_threads_from = ad::backend::threads_from();
+  return i;
+}
+
+namespace {
+
+// Products below this many flops (2·m·n·k) run on one thread: waking a second one and splitting
+// the work costs more than it saves.
+constexpr double min_parallel_flops = 1 << 20;
+
+/// C = alpha·op(A)·op(B) + beta·C (+ bias on every row) for the block of rows [m0, m1) and columns
+/// [n0, n1) of C, on the calling thread.  bias is only passed with beta = 0.
+template <class T>
+void block(bool ta, bool tb, std::int64_t m0, std::int64_t m1, std::int64_t n0, std::int64_t n1, std::int64_t k,
+           T alpha, const T* a, std::int64_t lda, const T* b, std::int64_t ldb, T beta, const T* bias, T* c,
+           std::int64_t ldc) {
+  const std::int64_t m = m1 - m0, n = n1 - n0;
+  const T* ab = ta ? a + m0 : a + m0 * lda;
+  const T* bb = tb ? b + n0 * ldb : b + n0;
+  T* cb = c + m0 * ldc + n0;
+  const T* biasb = bias ? bias + n0 : nullptr;
+  if constexpr (std::is_same_v<T, float>) {
+    if (alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && backend() == Backend::onednn &&
+        ad::backend::onednn::sgemm(ta, tb, m, n, k, ab, lda, bb, ldb, beta == 1.0f, biasb, cb, ldc))
+      return;
+  }
+  if (biasb) {  // bias rows first, the product added onto them
+    for (std::int64_t r = 0; r < m; ++r) std::copy_n(biasb, n, cb + r * ldc);
+    beta = T(1);
+  }
+  const Library& lib = library();
+  const int cta = ta ? trans : no_trans, ctb = tb ? trans : no_trans;
+  const auto i = [](std::int64_t v) { return static_cast<int>(v); };
+  if constexpr (std::is_same_v<T, float>)
+    lib.sgemm(row_major, cta, ctb, i(m), i(n), i(k), alpha, ab, i(lda), bb, i(ldb), beta, cb, i(ldc));
+  else
+    lib.dgemm(row_major, cta, ctb, i(m), i(n), i(k), alpha, ab, i(lda), bb, i(ldb), beta, cb, i(ldc));
+}
+
+/// The whole product, cut into one block per thread along the rows of C when there are enough of
+/// them, else along its columns (at multiples of 16 columns, so that two threads never write the
+/// same cache line of a row).
+template <class T>
+void product(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, std::int64_t lda,
+             const T* b, std::int64_t ldb, T beta, const T* bias, T* c, std::int64_t ldc) {
+  const std::int64_t t = ad::backend::threads();
+  std::int64_t parts = 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) < min_parallel_flops
+                           ? 1
+                           : t;
+  constexpr std::int64_t min_rows = 32, col_align = 16;
+  const bool by_rows = m >= parts * min_rows || m >= n;
+  if (by_rows) parts = std::min(parts, m);
+  else parts = std::min(parts, (n + col_align - 1) / col_align);
+  if (parts <= 1) return block<T>(ta, tb, 0, m, 0, n, k, alpha, a, lda, b, ldb, beta, bias, c, ldc);
+  ad::backend::run_chunks(static_cast<int>(parts), [&](int p) {
+    if (by_rows) {
+      block<T>(ta, tb, m * p / parts, m * (p + 1) / parts, 0, n, k, alpha, a, lda, b, ldb, beta, bias, c, ldc);
+    } else {
+      const std::int64_t groups = (n + col_align - 1) / col_align;
+      const std::int64_t n0 = std::min(n, groups * p / parts * col_align);
+      const std::int64_t n1 = std::min(n, groups * (p + 1) / parts * col_align);
+      block<T>(ta, tb, 0, m, n0, n1, k, alpha, a, lda, b, ldb, beta, bias, c, ldc);
+    }
+  });
+}
+
+}  // namespace
+
 template <class T>
 void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a,
           std::int64_t lda, const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc) {
@@ -197,24 +300,39 @@ void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64
     return;
   }
   check_sizes(trans_a, trans_b, m, n, k, lda, ldb, ldc);
-  const Library& lib = library();
-  const int ta = trans_a ? trans : no_trans, tb = trans_b ? trans : no_trans;
-  const auto i = [](std::int64_t v) { return static_cast<int>(v); };
-  if constexpr (std::is_same_v<T, float>)
-    lib.sgemm(row_major, ta, tb, i(m), i(n), i(k), alpha, a, i(lda), b, i(ldb), beta, c, i(ldc));
-  else
-    lib.dgemm(row_major, ta, tb, i(m), i(n), i(k), alpha, a, i(lda), b, i(ldb), beta, c, i(ldc));
+  product<T>(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, nullptr, c, ldc);
+}
+
+template <class T>
+void linear_forward(std::int64_t m, std::int64_t n, std::int64_t k, const T* x, const T* w, const T* bias, T* z) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    check_sizes(false, true, m, n, 0, 1, 1, n);
+    for (std::int64_t r = 0; r < m; ++r) std::copy_n(bias, n, z + r * n);
+    return;
+  }
+  check_sizes(false, true, m, n, k, k, k, n);
+  product<T>(false, true, m, n, k, T(1), x, k, w, k, T(0), bias, z, n);
 }
 
 template void gemm<float>(bool, bool, std::int64_t, std::int64_t, std::int64_t, float, const float*, std::int64_t,
                           const float*, std::int64_t, float, float*, std::int64_t);
 template void gemm<double>(bool, bool, std::int64_t, std::int64_t, std::int64_t, double, const double*,
                            std::int64_t, const double*, std::int64_t, double, double*, std::int64_t);
+template void linear_forward<float>(std::int64_t, std::int64_t, std::int64_t, const float*, const float*,
+                                    const float*, float*);
+template void linear_forward<double>(std::int64_t, std::int64_t, std::int64_t, const double*, const double*,
+                                     const double*, double*);
 
 }  // namespace ad::blas
 
 auto fmt::formatter<ad::blas::Info>::format(const ad::blas::Info& i, fmt::format_context& ctx) const
     -> fmt::format_context::iterator {
-  return fmt::format_to(ctx.out(), "library={} core={} core_from={} threads={} threads_from={}", i.library,
+  return fmt::format_to(ctx.out(),
+                        "backend={} isa={} threads={} threads_from={} onednn={} openblas={} core={} core_from={} "
+                        "blas_threads={} blas_threads_from={}",
+                        i.backend.empty() ? "unknown" : i.backend, i.isa.empty() ? "unknown" : i.isa, i.num_threads,
+                        i.num_threads_from.empty() ? "unknown" : i.num_threads_from,
+                        i.onednn_version.empty() ? "none" : i.onednn_version, i.library,
                         i.core.empty() ? "unknown" : i.core, i.core_from, i.threads, i.threads_from);
 }

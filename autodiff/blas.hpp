@@ -1,12 +1,24 @@
-// ad::blas: the one place that talks to CBLAS.
+// ad::blas: matrix products, on oneDNN or OpenBLAS, spread over deltagrad's threads.
 //
-// deltagrad does not link a BLAS at build time.  The first matrix product (or the first call of
-// load() or info()) opens OpenBLAS at run time (libopenblas.so.0, else libblas.so.3, which on Debian
+// Backends.  float32 products run on oneDNN's matmul primitive when deltagrad was built with
+// oneDNN (CMake option DELTAGRAD_WITH_ONEDNN, on by default, used when libdnnl-dev is found):
+// oneDNN chooses its kernels from the CPU's instruction sets, not from a CPU model name.  float64
+// products (oneDNN 2.6 has no f64 matmul on CPUs), products with alpha other than 1 or beta other
+// than 0 and 1, and everything when oneDNN is absent or set_backend(Backend::openblas) was called
+// (or DELTAGRAD_BACKEND=openblas is set) run on OpenBLAS.
+//
+// Threads.  Each product large enough to pay for it is cut into one block of rows or columns per
+// thread of ad::backend's pool (see autodiff/backend/pool.hpp: the thread count defaults to the
+// CPUs this process may use, DELTAGRAD_NUM_THREADS or backend::set_threads() change it), and each
+// block runs single-threaded on its thread.  Neither library starts threads of its own.
+//
+// OpenBLAS is not linked at build time.  The first product it computes (or the first call of
+// load() or info()) opens it at run time (libopenblas.so.0, else libblas.so.3, which on Debian
 // is OpenBLAS or the reference BLAS; both provide cblas_*), after choosing defaults that OpenBLAS
 // only reads while it initialises:
 //  * OPENBLAS_CORETYPE=SkylakeX when the CPU has AVX-512 (F, CD, BW, DQ, VL).  OpenBLAS 0.3.21 files
 //    some AVX-512 CPUs (AMD Zen 4) under Haswell and then runs its AVX2 kernels, about half as fast.
-//  * OPENBLAS_NUM_THREADS=1.  Matrices of MLP size are too small for a second thread to pay off.
+//  * OPENBLAS_NUM_THREADS=1: deltagrad's pool does the threading.
 // A variable the user has set (OPENBLAS_CORETYPE; OPENBLAS_NUM_THREADS, GOTO_NUM_THREADS or
 // OMP_NUM_THREADS for threads) is kept as it is.  The defaults are set only for the moment the
 // library is opened and removed again, so child processes see the environment as the user left it.
@@ -28,10 +40,16 @@ namespace ad::blas {
 
 /// What was loaded and how it is configured.
 struct Info {
+  std::string backend;         ///< where float32 products run: "onednn" or "openblas"
+  std::string isa;             ///< instruction set of the float32 kernels ("avx512_core"; OpenBLAS: its core)
+  std::string onednn_version;  ///< "2.6.3"; empty when deltagrad was built without oneDNN
+  int num_threads = 1;         ///< threads products are spread over (ad::backend::threads())
+  std::string num_threads_from;  ///< "affinity", "environment" or "code" (ad::backend::threads_from())
+  // OpenBLAS, used for float64 and as the fallback:
   std::string library;   ///< file the cblas_* functions come from
   std::string core;      ///< OpenBLAS kernel set in use ("SkylakeX", "Haswell", ...); empty if not OpenBLAS
   std::string config;    ///< openblas_get_config(): version and build options; empty if not OpenBLAS
-  int threads = 0;       ///< threads OpenBLAS uses; 0 if unknown
+  int threads = 0;       ///< threads OpenBLAS itself uses (1 by default: the pool threads); 0 if unknown
   /// Who chose the core and the thread count: "deltagrad" (the defaults above), "user" (the
   /// environment variable was set), "library" (the library's own choice: no AVX-512, or not
   /// OpenBLAS), or "preloaded" (OpenBLAS was already in the process, initialised: left alone).
@@ -52,13 +70,22 @@ struct Setting {
 /// environment before it starts, for instance by re-executing itself once with them set.
 std::vector<Setting> default_settings();
 
-/// Loads and configures the BLAS if that has not happened yet, and returns what was loaded.
-/// Thread-safe; the work is done once per process.  Throws ad::LibraryError (naming the Debian
-/// package to install) if no CBLAS library can be opened.
+/// Loads and configures OpenBLAS if that has not happened yet, and returns what was loaded (the
+/// OpenBLAS fields of Info).  Thread-safe; the work is done once per process.  Throws
+/// ad::LibraryError (naming the Debian package to install) if no CBLAS library can be opened.
 const Info& load();
 
-/// Same as load(): the library in use and its configuration.
-inline const Info& info() { return load(); }
+/// Everything in use now: load()'s OpenBLAS fields plus the backend, instruction set and threads.
+Info info();
+
+/// Where float32 products run.
+enum class Backend { onednn, openblas };
+
+/// Chooses the float32 backend for this process.  Backend::onednn needs a build with oneDNN and a
+/// CPU it supports: otherwise throws ad::LibraryError.  The default is oneDNN when available,
+/// unless the environment variable DELTAGRAD_BACKEND=openblas is set.
+void set_backend(Backend b);
+Backend backend();
 
 /// Row-major C = alpha·op(A)·op(B) + beta·C, where op(X) is X or its transpose Xᵀ (as the flags
 /// say; nothing is copied).  op(A) is m×k, op(B) is k×n, C is m×n; lda, ldb, ldc are the row
@@ -70,10 +97,17 @@ template <class T>
 void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a,
           std::int64_t lda, const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc);
 
+/// A dense linear layer's forward product: Z = X·Wᵀ + b on every row, with X m×k, W n×k, b n and
+/// Z m×n, all row-major and dense.  oneDNN adds the bias inside the product; OpenBLAS gets the
+/// bias rows written first and adds the product onto them.  Same errors as gemm.
+template <class T>
+void linear_forward(std::int64_t m, std::int64_t n, std::int64_t k, const T* x, const T* w, const T* b, T* z);
+
 }  // namespace ad::blas
 
-/// One line of key=value pairs: "library=/usr/lib/.../libopenblasp-r0.3.21.so core=SkylakeX
-/// core_from=deltagrad threads=1 threads_from=deltagrad".
+/// One line of key=value pairs: "backend=onednn isa=avx512_core threads=2 threads_from=affinity
+/// onednn=2.6.3 openblas=/usr/lib/.../libopenblasp-r0.3.21.so core=SkylakeX core_from=deltagrad
+/// blas_threads=1 blas_threads_from=deltagrad".
 template <>
 struct fmt::formatter<ad::blas::Info> : fmt::formatter<std::string_view> {
   auto format(const ad::blas::Info& i, fmt::format_context& ctx) const -> fmt::format_context::iterator;

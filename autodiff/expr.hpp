@@ -121,6 +121,8 @@ struct Build {
       r.value_ = y;
       return r;
     } else {
+      if (!x.tape_->fusion()) [[unlikely]]  // one op per entry: record the operand first
+        return unary(record(of(x, what)), op, what, f);
       Expr r = of(x, what);
       const auto [y, p] = f(r.value_);
       merge_repeated(r);
@@ -170,6 +172,10 @@ struct Build {
   [[gnu::always_inline]] static Expr combine(const Expr& a, const Expr& b, Op op, double v, double pa, double pb) {
     if (a.op_ == Op::leaf && b.op_ == Op::leaf)
       return elementary(*a.tape_, a.gen_, op, v, a.leaf_[0], pa, b.leaf_[0], pb);
+    if (!a.tape_->fusion()) [[unlikely]] {  // one op per entry: record the operands first
+      const Var ra = record(a), rb = record(b);
+      return elementary(*a.tape_, a.gen_, op, v, ra.index(), pa, rb.index(), pb);
+    }
     Expr r = a, rb = b;
     merge_repeated(r);
     merge_repeated(rb);

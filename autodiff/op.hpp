@@ -24,6 +24,7 @@ namespace ad {
 class Tape;
 class BackwardContext;
 class TangentContext;
+class CurvatureContext;
 struct Node;
 
 /// Op codes of scalar entries.  `rule` marks an entry that has a Node (a tensor op, or a scalar
@@ -45,9 +46,18 @@ static_assert(static_cast<int>(Op::count_) <= 64, "op codes must fit in 6 bits")
 /// context and adds the contribution to each argument's adjoint.  Rules add, never assign.
 using BackwardFn = void (*)(BackwardContext&);
 
-/// The tangent rule (Jacobian-vector product) of a node, for forward mode.  No op defines one yet;
-/// the slot is here so that forward mode is one more field per descriptor.
+/// The tangent rule (Jacobian-vector product) of a node, for forward mode (autodiff/forward.hpp):
+/// reads the arguments' tangents from the context and writes the output's.  An argument whose
+/// tangent is zero reads as null (a tensor) or 0 (a scalar), so rules can skip it.
 using TangentFn = void (*)(TangentContext&);
+
+/// The curvature rule of a node, for Hessian-vector products (forward over reverse): the derivative
+/// of its backward rule with respect to the recorded values, in the direction of their tangents,
+/// with the output adjoint held fixed.  Backward rules are linear in the adjoint, so the tangent of
+/// a backward step is the backward rule applied to the adjoint's tangent (the engine does that with
+/// the op's own backward rule) plus this term.  An op whose backward rule does not read any value
+/// (sum, reshape, x + y, relu) uses `no_curvature`.
+using CurvatureFn = void (*)(CurvatureContext&);
 
 /// What an explain hook is asked: how did the backward step of `node` make up flat element
 /// `element` of the adjoint of its argument entry `to`?  `adjoint` is the node's own adjoint (a
@@ -88,7 +98,8 @@ using ParamsFn = ParamText (*)(const Tape&, const Node&);
 struct OpDescriptor {
   const char* name = "?";
   BackwardFn backward = nullptr;  ///< null: nothing flows back (a leaf, a constant)
-  TangentFn tangent = nullptr;    ///< forward mode (not yet used)
+  TangentFn tangent = nullptr;    ///< forward mode; null: jvp throws MissingRuleError naming the op
+  CurvatureFn curvature = nullptr;  ///< Hessian-vector products; null: hvp throws MissingRuleError
   ExplainFn explain = nullptr;    ///< step-through: an adjoint element as a sum of products
   ParamsFn params = nullptr;      ///< listings: the non-tensor arguments
   bool commutative = false;       ///< arguments play the same role (pictures leave edges unnumbered)
@@ -96,6 +107,10 @@ struct OpDescriptor {
   /// argument's name followed by the params text ("W[1,2]").
   bool element_of_argument = false;
 };
+
+/// The curvature rule of an op whose backward rule reads no recorded value (only the adjoint and
+/// saved indices): nothing to add.
+void no_curvature(CurvatureContext&);
 
 /// The descriptor of a scalar op code (its name: "add", "tanh", ...).
 const OpDescriptor& descriptor(Op op);

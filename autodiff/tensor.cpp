@@ -1,5 +1,6 @@
 #include "autodiff/tensor.hpp"
 
+#include "autodiff/forward.hpp"
 #include "autodiff/tape.hpp"
 
 namespace ad {
@@ -66,11 +67,20 @@ void element_explain(const ExplainQuery& q, Explanation& ex) {
                 : std::string("not the picked element: nothing added");
 }
 
+/// The picked element's tangent, as the Var's.
+void element_tangent(TangentContext& c) {
+  dispatch(c.arg_node(0).dtype, [&]<class T>() {
+    c.set_scalar_tangent(static_cast<double>(c.arg_tangent<T>(0)[c.saved<Picked>().flat]));
+  });
+}
+
 }  // namespace
 
-const OpDescriptor element_op{.name = "element", .backward = element_backward, .explain = element_explain,
-                              .params = element_params, .element_of_argument = true};
-const OpDescriptor to_var_op{.name = "to_var", .backward = element_backward, .explain = element_explain};
+const OpDescriptor element_op{.name = "element", .backward = element_backward, .tangent = element_tangent,
+                              .curvature = no_curvature, .explain = element_explain, .params = element_params,
+                              .element_of_argument = true};
+const OpDescriptor to_var_op{.name = "to_var", .backward = element_backward, .tangent = element_tangent,
+                             .curvature = no_curvature, .explain = element_explain};
 
 namespace {
 
@@ -105,5 +115,34 @@ Var to_var(const Tensor& t) {
                                  describe(src.dtype, src.shape)));
   return record_element(t, 0, to_var_op);
 }
+
+// ---- handle checks for ops ----------------------------------------------------------------------------
+
+Tape& tape_of(const Tensor& t, const char* op) {
+  if (t.empty()) throw InvalidArgument(fmt::format("{}: empty Tensor (default-constructed handle)", op));
+  t.tape()->check(t.tape(), t.generation(), t.index(), op);
+  return *t.tape();
+}
+
+Tape& tape_of(const Tensor& a, const Tensor& b, const char* op) {
+  Tape& t = tape_of(a, op);
+  if (b.empty()) throw InvalidArgument(fmt::format("{}: empty Tensor (default-constructed handle)", op));
+  t.check(b.tape(), b.generation(), b.index(), op);
+  return t;
+}
+
+Tape& tape_of(const Tensor& a, const Var& b, const char* op) {
+  Tape& t = tape_of(a, op);
+  if (b.empty()) throw InvalidArgument(fmt::format("{}: empty Var (default-constructed handle)", op));
+  t.check(b.tape(), b.generation(), b.index(), op);
+  return t;
+}
+
+std::string operand(const Tensor& t, const char* fallback) { return t.tape()->label(t.index(), fallback); }
+
+std::string describe_operand(const Tensor& t, const char* fallback) {
+  return fmt::format("{} is {}", operand(t, fallback), describe(t.dtype(), t.shape()));
+}
+
 
 }  // namespace ad

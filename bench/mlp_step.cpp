@@ -2,10 +2,22 @@
 // the tape and nn, against the same step written by hand: BLAS gemm calls and plain loops, no
 // tape.  Both run in this program, interleaved, from the same weights; medians are printed as
 //   mlp_step batch=<B> tape_us=<> ref_us=<> ratio=<tape/ref>
-// Before timing, one step of each from identical weights is compared (max_weight_diff), so the
-// two do the same arithmetic.  When CMake found libtorch (DELTAGRAD_HAVE_TORCH), the same step
+// followed by the configuration and the arithmetic rate:
+//   threads=<n> backend=<onednn|openblas> peak_gflops=<one core's float32 FMA peak> tape_gflops=<>
+// (tape_gflops: the step's matrix-product flops over tape_us).  Both steps use ad::blas, so they
+// run on the same backend and threads.  Before timing, one step of each from identical weights is
+// compared (max_weight_diff), so the two do the same arithmetic.
+//
+// Then, at batch 128, with a CPU-bound process pinned to the second CPU of this process:
+//   mlp_step_contended batch=128 default_us=<tape step, default threads> one_thread_us=<> ratio=<>
+// measured in alternating blocks, plus the pool's late-worker events and jobs it ran alone.  When CMake found libtorch (DELTAGRAD_HAVE_TORCH), the same step
 // in libtorch runs as a third contestant in the same loop, and the line goes on with
 //   torch_us=<> tape_vs_torch=<tape/torch> max_weight_diff_torch=<>
+#include <sched.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -13,7 +25,9 @@
 #include <vector>
 
 #include <fmt/core.h>
+#include <immintrin.h>
 
+#include "autodiff/backend/pool.hpp"
 #include "autodiff/blas.hpp"
 #include "bench_util.hpp"
 #include "nn/nn.hpp"
@@ -104,11 +118,13 @@ struct Reference {
         for (std::int64_t i = 0; i < B * k; ++i) dprev[i] = ap[i] > 0.0f ? dprev[i] : 0.0f;
       }
     }
-    // Update (9.14/9.15).
+    // Update (9.14/9.15), over the same threads as nn::SGD.
     for (std::size_t l = 1; l <= L; ++l) {
       float* w = W[l].data();
       const float* g = dW[l].data();
-      for (std::size_t i = 0; i < W[l].size(); ++i) w[i] -= lr * g[i];
+      ad::backend::parallel_for(static_cast<std::int64_t>(W[l].size()), 32768, [&](std::int64_t b, std::int64_t e) {
+        for (std::int64_t i = b; i < e; ++i) w[i] -= lr * g[i];
+      });
       float* bb = b[l].data();
       const float* gb = db[l].data();
       for (std::size_t i = 0; i < b[l].size(); ++i) bb[i] -= lr * gb[i];
@@ -116,6 +132,90 @@ struct Reference {
     return loss / static_cast<float>(B);
   }
 };
+
+/// One core's float32 FMA rate in GFLOP/s: 16 independent chains of vector FMAs (enough to keep
+/// two FMA ports busy through the FMA latency), AVX-512 where the CPU has it, else AVX2.
+#define DELTAGRAD_FMA_PEAK(V, LANES, SET1, FMA)                                    \
+  constexpr int chains = 16;                                                       \
+  V acc[chains];                                                                   \
+  for (auto& a : acc) a = SET1(0.999f);                                            \
+  const V mul = SET1(0.9999f), add = SET1(1e-7f);                                  \
+  std::int64_t iters = 0;                                                          \
+  const auto t0 = Clock::now();                                                    \
+  double seconds = 0;                                                              \
+  while (seconds < 0.2) {                                                          \
+    for (int r = 0; r < 100000; ++r)                                               \
+      for (auto& a : acc) a = FMA(a, mul, add);                                    \
+    iters += 100000;                                                               \
+    seconds = bench::seconds_between(t0, Clock::now());                            \
+  }                                                                                \
+  float sink = 0;                                                                  \
+  for (auto& a : acc) sink += reinterpret_cast<const float*>(&a)[0];               \
+  if (sink == 12345.0f) fmt::print("#");                                           \
+  return 2.0 * LANES * chains * static_cast<double>(iters) / seconds * 1e-9;
+
+__attribute__((target("avx512f"))) double peak_avx512() {
+  DELTAGRAD_FMA_PEAK(__m512, 16, _mm512_set1_ps, _mm512_fmadd_ps)
+}
+__attribute__((target("avx2,fma"))) double peak_avx2() {
+  DELTAGRAD_FMA_PEAK(__m256, 8, _mm256_set1_ps, _mm256_fmadd_ps)
+}
+#undef DELTAGRAD_FMA_PEAK
+
+double peak_gflops() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return peak_avx512();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return peak_avx2();
+  return 0;
+}
+
+/// The matrix-product flops of one step: forward, dW, and dX for every layer but the first.
+double step_flops(const std::vector<std::int64_t>& sizes, std::int64_t B) {
+  double f = 0;
+  for (std::size_t l = 1; l < sizes.size(); ++l) {
+    const double mnk = 2.0 * static_cast<double>(B * sizes[l] * sizes[l - 1]);
+    f += (l > 1 ? 3 : 2) * mnk;
+  }
+  return f;
+}
+
+/// A CPU-bound child process pinned to one CPU, killed when this goes out of scope.
+class Hog {
+ public:
+  explicit Hog(int cpu) {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(cpu, &set);
+      ::sched_setaffinity(0, sizeof set, &set);
+      volatile std::uint64_t x = 0;
+      for (;;) x = x + 1;
+    }
+  }
+  Hog(const Hog&) = delete;
+  Hog& operator=(const Hog&) = delete;
+  ~Hog() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+/// The second CPU this process may run on, or -1.
+int second_cpu() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) != 0) return -1;
+  int seen = 0;
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &set) && ++seen == 2) return c;
+  return -1;
+}
 
 double us_since(Clock::time_point t0, Clock::time_point t1) { return 1e6 * bench::seconds_between(t0, t1); }
 
@@ -127,12 +227,69 @@ double max_abs_diff(const std::vector<float>& a, const float* b) {
 
 }  // namespace
 
+/// The tape step at batch 128 with a CPU-bound process on the second CPU: the default thread count
+/// against one thread, in alternating blocks of steps.
+void contended(const std::vector<std::int64_t>& sizes, float lr, double seconds) {
+  const int cpu = second_cpu();
+  const int default_threads = ad::backend::threads();
+  if (cpu < 0 || default_threads < 2) {
+    fmt::print("mlp_step_contended skipped: this process may use one CPU only\n");
+    return;
+  }
+  const std::int64_t B = 128;
+  nn::Rng rng(1);
+  ad::Array<float> x(ad::Shape{B, 784});
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  for (float& v : x.values()) v = u(rng);
+  std::vector<std::int32_t> y(static_cast<std::size_t>(B));
+  for (std::size_t i = 0; i < y.size(); ++i) y[i] = static_cast<std::int32_t>(rng() % 10);
+  nn::MLP net(sizes, nn::relu, rng);
+  nn::SGD opt(net.parameters(), {.lr = lr});
+  ad::Tape tape;
+  auto step = [&] {
+    tape.clear();
+    const ad::Tensor J = nn::softmax_cross_entropy(net(tape, x), y);
+    opt.step(tape.gradient(J));
+  };
+  std::vector<double> t_default, t_one;
+  std::uint64_t late = 0, alone = 0, jobs = 0;
+  {
+    Hog hog(cpu);
+    // Blocks of 200 steps (about 0.1-0.2 s), long enough for the pool's back-off to play out as it
+    // would in a long training run.
+    const auto budget = Clock::now() + std::chrono::duration<double>(std::max(seconds, 2.0));
+    for (int block = 0; block < 4 || (Clock::now() < budget && block < 200); ++block) {
+      const bool one = block % 2 == 1;
+      ad::backend::set_threads(one ? 1 : 0);
+      const auto s0 = ad::backend::pool_stats();
+      for (int rep = 0; rep < 200; ++rep) {
+        const auto t0 = Clock::now();
+        step();
+        if (rep >= 3) (one ? t_one : t_default).push_back(us_since(t0, Clock::now()));
+      }
+      if (!one) {
+        const auto s1 = ad::backend::pool_stats();
+        late += s1.late - s0.late;
+        alone += s1.serial_backoff - s0.serial_backoff;
+        jobs += s1.jobs - s0.jobs;
+      }
+    }
+  }
+  ad::backend::set_threads(0);
+  const double md = median(t_default), m1 = median(t_one);
+  fmt::print("mlp_step_contended batch={} default_us={:.1f} one_thread_us={:.1f} ratio={:.3f} threads={} hog_cpu={} "
+             "steps={} late_events={} jobs_run_alone={}/{}\n",
+             B, md, m1, md / m1, default_threads, cpu, t_default.size(), late, alone, jobs);
+}
+
 int main(int argc, char** argv) {
   const double seconds_per_batch = argc > 1 ? std::atof(argv[1]) : 3.0;
 #ifdef DELTAGRAD_HAVE_TORCH
   fmt::print("# {}\n", bench::torch_prepare(argv));  // first: it may re-execute the program
 #endif
   fmt::print("# {}\n", ad::blas::info());
+  const ad::blas::Info info = ad::blas::info();
+  const double peak = peak_gflops();
   const std::vector<std::int64_t> sizes{784, 256, 128, 10};
   const float lr = 0.01f;
   for (std::int64_t B : {16, 128, 1024}) {
@@ -189,12 +346,14 @@ int main(int argc, char** argv) {
     }
     const double mt = median(t_tape), mr = median(t_ref);
     fmt::print("mlp_step batch={} tape_us={:.1f} ref_us={:.1f} ratio={:.3f} reps={} loss_tape={:.6f} loss_ref={:.6f} "
-               "max_weight_diff={:.2e}",
-               B, mt, mr, mt / mr, t_tape.size(), loss_tape, loss_ref, diff);
+               "max_weight_diff={:.2e} threads={} backend={} peak_gflops={:.1f} tape_gflops={:.1f}",
+               B, mt, mr, mt / mr, t_tape.size(), loss_tape, loss_ref, diff, info.num_threads, info.backend, peak,
+               step_flops(sizes, B) / mt * 1e-3);
 #ifdef DELTAGRAD_HAVE_TORCH
     const double mtorch = median(t_torch);
     fmt::print(" torch_us={:.1f} tape_vs_torch={:.3f} max_weight_diff_torch={:.2e}", mtorch, mt / mtorch, diff_torch);
 #endif
     fmt::print("\n");
   }
+  contended(sizes, lr, seconds_per_batch);
 }

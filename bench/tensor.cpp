@@ -171,8 +171,8 @@ int plain_openblas() {
 }
 
 void bench_gemm_configurations(const char* self) {
-  const ad::blas::Info& info = ad::blas::info();
-  print_gflops("sgemm_deltagrad", fmt::format("core={} threads={}", info.core, info.threads),
+  const ad::blas::Info info = ad::blas::info();
+  print_gflops("sgemm_deltagrad", fmt::format("backend={} isa={} threads={}", info.backend, info.isa, info.num_threads),
                [](const Shape3& s, const float* a, const float* b, float* c) {
                  ad::blas::gemm<float>(false, true, s.m, s.n, s.k, 1.f, a, s.k, b, s.k, 0.f, c, s.n);
                });

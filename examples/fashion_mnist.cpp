@@ -1,10 +1,10 @@
 // Trains an MLP 784-256-128-10 (ReLU, softmax-cross-entropy) on Fashion-MNIST and reports the
 // test accuracy and the time per epoch.  The core of this file is the README's nn snippet.
 //
-//   fashion_mnist [epochs (20)] [data directory (/usr/share/datasets/fashion-mnist)]
+//   fashion_mnist [--out DIR] [epochs (20)] [data directory (/usr/share/datasets/fashion-mnist)]
 //
 // The data comes from the Debian package dataset-fashion-mnist.  The trained weights are written
-// to fashion_mnist_mlp.npz in the current directory.
+// to DIR/fashion_mnist_mlp.npz (DIR: the current directory unless --out says otherwise).
 //
 // Built with MPI, the same program trains on several processes: `mpirun -np 2 fashion_mnist` splits
 // every batch of 128 between the two, averages their gradients, and gives the same model as one
@@ -12,12 +12,21 @@
 #include <cmath>
 #include <cstdlib>
 #include <numbers>
+#include <stdexcept>
 
 #include <fmt/core.h>
 
+#include "examples/output_dir.hpp"
 #include "nn/nn.hpp"
 
 int main(int argc, char** argv) {
+  std::filesystem::path out;
+  try {
+    out = examples::take_output_dir(argc, argv);
+  } catch (const std::invalid_argument& e) {
+    fmt::print(stderr, "fashion_mnist: {}\nusage: fashion_mnist [--out DIR] [epochs] [data directory]\n", e.what());
+    return 2;
+  }
 #if defined(DELTAGRAD_HAVE_MPI)
   nn::DistributedContext group;                         // one process alone, or one rank of mpirun's
   nn::ProcessGroup* distributed = group.size() > 1 ? &group : nullptr;
@@ -52,11 +61,11 @@ int main(int argc, char** argv) {
                           .distributed = distributed});
   if (!root) return 0;
   fmt::print("test accuracy {:.4f}\n", nn::evaluate(net, test).accuracy);
-  nn::save(net, "fashion_mnist_mlp.npz");                // numpy.load("fashion_mnist_mlp.npz")["layer1.W"]
+  nn::save(net, out / "fashion_mnist_mlp.npz");          // numpy.load(...)["layer1.W"]; out: --out DIR or "."
 
   double seconds = 0;
   for (const auto& r : reports) seconds += r.seconds;
-  fmt::print("{} epochs, {:.1f} s of training, {:.2f} s per epoch; weights in fashion_mnist_mlp.npz\n", epochs, seconds,
-             epochs ? seconds / epochs : 0.0);
+  fmt::print("{} epochs, {:.1f} s of training, {:.2f} s per epoch; weights in {}\n", epochs, seconds,
+             epochs ? seconds / epochs : 0.0, (out / "fashion_mnist_mlp.npz").string());
   fmt::print("{}", net.describe());
 }

@@ -1,17 +1,28 @@
 // The seed's small network on a tape, looked at from every side: the listing, the summary, the
-// step-through of layer 1's residual δ^(1), a picture of the tape, and the finiteness check finding
-// where a log(0) happened.
+// step-through of layer 1's residual δ^(1), a picture of the tape, the explorer page to click
+// through, and the finiteness check finding where a log(0) happened.
 //
-//   inspect_tape [picture path]      (default: tape.svg in the current directory)
+//   inspect_tape [--out DIR] [picture path]   (default: DIR/tape.svg, DIR the current directory; the
+//                                             explorer page is written beside it, extension .html)
 #include <fmt/core.h>
 
 #include <cstdint>
+#include <stdexcept>
 
 #include "autodiff/autodiff.hpp"
+#include "examples/output_dir.hpp"
 #include "nn/nn.hpp"
 
 int main(int argc, char** argv) {
-  const std::filesystem::path picture = argc > 1 ? argv[1] : "tape.svg";
+  std::filesystem::path out;
+  try {
+    out = examples::take_output_dir(argc, argv);
+  } catch (const std::invalid_argument& e) {
+    fmt::print(stderr, "inspect_tape: {}\nusage: inspect_tape [--out DIR] [picture path]\n", e.what());
+    return 2;
+  }
+  const std::filesystem::path picture = argc > 1 ? std::filesystem::path(argv[1]) : out / "tape.svg";
+  const std::filesystem::path page = std::filesystem::path(picture).replace_extension(".html");
   // The seed's 3-4-3 network: sigmoid hidden layer, softmax outputs with cross-entropy, float64.
   // nn names what it records layer<l>.W, layer<l>.b, layer<l>.z and layer<l>.a.
   nn::Rng rng(7);
@@ -37,6 +48,11 @@ int main(int argc, char** argv) {
 
   ad::check_finite(tape);                                         // throws ad::NonFiniteError at a NaN/inf value
   g = ad::checked_gradient(tape, loss);                           // ... or at a NaN/inf adjoint
+  // ---- README snippet end
+
+  // ---- README snippet begin (README.md, "The tape explorer")
+  ad::Explorer explorer = ad::write_explorer(tape, loss, page);   // one HTML file: graph, listing, sweep replay
+  fmt::print("{}\n", explorer.message);                           // open it in a browser
   // ---- README snippet end
 
   // A probability of exactly 0 fed to log: the value is -inf and everything after it follows.

@@ -2,6 +2,9 @@
 // ad::Tape and swept once.  δ^(l) is read by name, as the adjoint of `layer<l>.z`.
 #pragma once
 
+#include <filesystem>
+#include <initializer_list>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -19,6 +22,13 @@ struct TapeRun {
 };
 
 namespace walkthrough_detail {
+
+inline nn::backprop::Mat matrix(std::int64_t r, std::int64_t c, std::initializer_list<double> v) {
+  return nn::backprop::Mat({r, c}, std::span<const double>(v.begin(), v.size()));
+}
+inline nn::backprop::Mat vector(std::initializer_list<double> v) {
+  return nn::backprop::Mat({static_cast<std::int64_t>(v.size())}, std::span<const double>(v.begin(), v.size()));
+}
 
 inline nn::Activation to_nn(nn::backprop::Act f) {
   using nn::backprop::Act;
@@ -55,6 +65,41 @@ inline ad::Tensor record(ad::Tape& tape, nn::MLP& mlp, const nn::backprop::Mat& 
 }
 
 }  // namespace walkthrough_detail
+
+/// The network of the walkthrough (the seed's 3-4-4-3: sigmoid hidden layers, softmax output),
+/// with fixed, readable weights.
+inline nn::backprop::Network walkthrough_network() {
+  using walkthrough_detail::matrix;
+  using walkthrough_detail::vector;
+  nn::backprop::Network net;
+  net.hidden = nn::backprop::Act::sigmoid;
+  net.output = nn::backprop::Act::softmax;
+  net.W = {matrix(4, 3, {0.5, -0.3, 0.8, -0.6, 0.2, 0.4, 0.1, 0.9, -0.5, 0.7, -0.4, -0.2}),
+           matrix(4, 4, {0.3, -0.7, 0.5, 0.2, 0.8, 0.1, -0.4, 0.6, -0.5, 0.4, 0.3, -0.9, 0.2, 0.6, -0.8, 0.4}),
+           matrix(3, 4, {0.6, -0.2, 0.4, -0.7, -0.3, 0.8, -0.5, 0.3, 0.5, 0.1, -0.6, 0.9})};
+  net.b = {vector({0.1, -0.1, 0.2, 0.0}), vector({0.0, 0.1, -0.2, 0.1}), vector({0.1, 0.0, -0.1})};
+  return net;
+}
+/// Its sample x [1, 3] and one-hot target y [1, 3] (true class 2, counting from 1).
+inline nn::backprop::Mat walkthrough_x() { return walkthrough_detail::matrix(1, 3, {1.0, 0.5, -1.0}); }
+inline nn::backprop::Mat walkthrough_y() { return walkthrough_detail::matrix(1, 3, {0.0, 1.0, 0.0}); }
+
+/// Records the walkthrough's network, sample and cross-entropy loss on `tape` (named layer<l>.W,
+/// layer<l>.b, layer<l>.z, layer<l>.a and "J") and returns the loss.  `mlp` must outlive the tape's use.
+inline ad::Tensor record_walkthrough(ad::Tape& tape, nn::MLP& mlp) {
+  return tape.name(walkthrough_detail::record(tape, mlp, walkthrough_x(), walkthrough_y(),
+                                              nn::backprop::Loss::cross_entropy),
+                   "J");
+}
+
+/// The tape explorer page of the walkthrough's network (ad::write_explorer).
+inline ad::Explorer write_walkthrough_explorer(const std::filesystem::path& path, ad::ExplorerOptions opt = {}) {
+  nn::MLP mlp = walkthrough_detail::to_mlp(walkthrough_network());
+  ad::Tape tape;
+  const ad::Tensor J = record_walkthrough(tape, mlp);
+  if (opt.title.empty()) opt.title = "deltagrad walkthrough: the seed's 3-4-4-3 network";
+  return ad::write_explorer(tape, J, path, opt);
+}
 
 /// The tape's values and adjoints for one sample (x, y: [1, s]).
 inline TapeRun tape_run(const nn::backprop::Network& net, const nn::backprop::Mat& x, const nn::backprop::Mat& y,

@@ -292,6 +292,23 @@ void output_delta(Mat& delta, const Mat& z, const Mat& a, const Mat& y, Act f, L
   }
 }
 
+void softmax_cross_entropy_hessian(Mat& H, const Mat& x, const Mat& a) {
+  const std::int64_t m = a.shape()[0], K = a.shape()[1], s = x.shape()[1];
+  if (x.shape()[0] != m)
+    throw ad::ShapeError(fmt::format("softmax_cross_entropy_hessian: x is {} but a is {}", ad::to_string(x.shape()),
+                                     ad::to_string(a.shape())));
+  const std::int64_t n = K * s;
+  H = Mat(ad::Shape{n, n});
+  for (std::int64_t r = 0; r < m; ++r)
+    for (std::int64_t i = 0; i < K; ++i)
+      for (std::int64_t k = 0; k < K; ++k) {
+        const double ai = a(r, i), ak = a(r, k);
+        const double c = ((i == k ? ai : 0.0) - ai * ak) / static_cast<double>(m);  // (diag(a) − a aᵀ)_ik / m
+        for (std::int64_t j = 0; j < s; ++j)
+          for (std::int64_t l = 0; l < s; ++l) H(i * s + j, k * s + l) += c * x(r, j) * x(r, l);
+      }
+}
+
 void delta_recursion(Mat& delta, const Mat& delta_next, const Mat& W_next, const Mat& z, const Mat& a, Act f,
                      double slope) {
   constexpr const char* what = "nn::backprop::delta_recursion";

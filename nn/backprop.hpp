@@ -101,6 +101,14 @@ void binary_cross_entropy_delta(Mat& delta, const Mat& z, const Mat& a, const Ma
 /// cross-entropy with softmax, which this module does not derive.
 void output_delta(Mat& delta, const Mat& z, const Mat& a, const Mat& y, Act f, Loss loss, double slope = 0.01);
 
+/// Second order, the last layer of softmax + cross-entropy: the Hessian of J = (1/m) Σ_n J_n with
+/// respect to W^(L) [K, s] (flattened row-major: element (i, j) is index i·s + j),
+///   ∂²J/∂W_ij ∂W_kl = (1/m) Σ_n (δ_ik a_ni − a_ni a_nk) x_nj x_nl,
+/// the batch mean of (diag(a_n) − a_n a_nᵀ) ⊗ x_n x_nᵀ.  It follows from 9.21 and corrected 9.27:
+/// ∂J_n/∂W_ij = (a_ni − y_ni) x_nj, and ∂a_ni/∂z_nk = δ_ik a_ni − a_ni a_nk (the softmax Jacobian),
+/// with ∂z_nk/∂W_kl = x_nl.  The labels drop out.  H [K·s, K·s]; x = x^(L) [m, s]; a = a^(L) [m, K].
+void softmax_cross_entropy_hessian(Mat& H, const Mat& x, const Mat& a);
+
 /// Corrected 9.19:  δ^(l) = ((W^(l+1))ᵀ δ^(l+1)) ⊙ f′(z^(l)), for every sample.
 /// delta, z, a [m, s_l]; delta_next [m, s_{l+1}]; W_next = W^(l+1) [s_{l+1}, s_l].
 void delta_recursion(Mat& delta, const Mat& delta_next, const Mat& W_next, const Mat& z, const Mat& a, Act f,

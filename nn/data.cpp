@@ -1,59 +1,80 @@
 #include "nn/data.hpp"
 
+#include "nn/file.hpp"
+
 #include <algorithm>
 #include <charconv>
 #include <cstring>
-#include <fstream>
+#include <cmath>
+#include <limits>
 #include <numeric>
+#include <optional>
 
 #include <fmt/format.h>
 #include <fmt/std.h>
 #include <zlib.h>
 
+#include <unistd.h>
+
 namespace nn {
 
 namespace {
 
-/// The whole content of a file, decompressed if it starts with the gzip magic bytes.
-std::vector<std::uint8_t> read_file(const std::filesystem::path& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec))
-    throw DataError(fmt::format("{}: no such file", path));
-  // gzread reads a gzip stream and passes any other content through unchanged.
-  gzFile f = gzopen(path.c_str(), "rb");
-  if (!f) throw DataError(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
-  std::vector<std::uint8_t> out;
-  std::uint8_t chunk[1 << 16];
-  for (;;) {
-    const int n = gzread(f, chunk, sizeof chunk);
-    if (n < 0) {
-      int code = 0;
-      std::string msg = gzerror(f, &code);
-      const std::size_t at = out.size();
-      gzclose(f);
-      throw DataError(fmt::format("{}: corrupt gzip data after {} uncompressed bytes ({}); the file is damaged, "
-                                  "download or reinstall it",
-                                  path, at, msg));
+/// An IDX file, read through zlib: gzread decompresses a gzip stream and passes any other content
+/// through unchanged.  The file is checked to be a regular file first (open_regular).
+class IdxReader {
+ public:
+  explicit IdxReader(const std::filesystem::path& path) : path_(path) {
+    detail::OpenFile f = detail::open_regular<DataError>(path, limits::data_bytes);
+    const int fd = f.fd.release();
+    gz_ = gzdopen(fd, "rb");
+    if (!gz_) {
+      ::close(fd);
+      throw DataError(fmt::format("{}: cannot open: out of memory", path));
     }
-    if (n == 0) break;
-    out.insert(out.end(), chunk, chunk + n);
   }
-  // A gzip stream cut short ends without error from gzread but is reported by gzclose/gzerror.
-  int code = 0;
-  const char* msg = gzerror(f, &code);
-  if (code != Z_OK && code != Z_BUF_ERROR) {
-    std::string m = msg;
-    gzclose(f);
-    throw DataError(fmt::format("{}: corrupt gzip data ({}) after {} uncompressed bytes", path, m, out.size()));
+  IdxReader(const IdxReader&) = delete;
+  IdxReader& operator=(const IdxReader&) = delete;
+  ~IdxReader() {
+    if (gz_) gzclose(gz_);
   }
-  const int rc = gzclose(f);
-  if (rc == Z_BUF_ERROR)
-    throw DataError(fmt::format("{}: the gzip stream is truncated after {} uncompressed bytes; the file is "
-                                "incomplete, download or reinstall it",
-                                path, out.size()));
-  if (rc != Z_OK) throw DataError(fmt::format("{}: error reading the file (zlib code {})", path, rc));
-  return out;
-}
+
+  /// Reads up to n uncompressed bytes into dst (nullptr: discard them); fewer only at the end of the
+  /// content.  A damaged or cut gzip stream throws, naming the uncompressed offset reached.
+  std::uint64_t read(std::uint8_t* dst, std::uint64_t n) {
+    std::uint8_t scratch[1 << 16];
+    std::uint64_t done = 0;
+    while (done < n) {
+      const auto want = static_cast<unsigned>(std::min<std::uint64_t>(n - done, dst ? 1u << 30 : sizeof scratch));
+      const int got = gzread(gz_, dst ? dst + done : scratch, want);
+      if (got < 0) damaged();
+      if (got == 0) break;
+      done += static_cast<std::uint64_t>(got);
+      offset_ += static_cast<std::uint64_t>(got);
+    }
+    if (done < n) damaged();  // only returns if the stream ended cleanly
+    return done;
+  }
+
+  /// Throws if the stream is damaged or was cut short; returns if it simply ended.
+  void damaged() {
+    int code = 0;
+    const char* msg = gzerror(gz_, &code);
+    if (code == Z_OK) return;
+    if (code == Z_BUF_ERROR)
+      throw DataError(fmt::format("{}: the gzip stream is truncated after {} uncompressed bytes; the file is "
+                                  "incomplete, download or reinstall it",
+                                  path_, offset_));
+    throw DataError(fmt::format("{}: corrupt gzip data after {} uncompressed bytes ({}); the file is damaged, "
+                                "download or reinstall it",
+                                path_, offset_, msg ? msg : "unknown error"));
+  }
+
+ private:
+  std::filesystem::path path_;
+  gzFile gz_ = nullptr;
+  std::uint64_t offset_ = 0;
+};
 
 std::uint32_t big_endian_u32(const std::uint8_t* p) {
   return (std::uint32_t(p[0]) << 24) | (std::uint32_t(p[1]) << 16) | (std::uint32_t(p[2]) << 8) | std::uint32_t(p[3]);
@@ -62,45 +83,70 @@ std::uint32_t big_endian_u32(const std::uint8_t* p) {
 }  // namespace
 
 IdxData read_idx(const std::filesystem::path& path) {
-  const std::vector<std::uint8_t> raw = read_file(path);
-  if (raw.size() < 4)
+  // The header is read first; then exactly the elements it announces, and at most
+  // limits::idx_trailing_bytes more to report trailing data: whatever a compressed stream would
+  // inflate to, no more than that is ever decompressed.
+  IdxReader in(path);
+  std::uint8_t head[4 + 4 * 4] = {};
+  const std::uint64_t got = in.read(head, 4);
+  if (got < 4)
     throw DataError(fmt::format("{}: byte offset {}: file ends inside the 4-byte IDX magic number ({} bytes in all)",
-                                path, raw.size(), raw.size()));
-  if (raw[0] != 0 || raw[1] != 0)
+                                path, got, got));
+  if (head[0] != 0 || head[1] != 0)
     throw DataError(fmt::format("{}: byte offset 0: bad IDX magic number {:02x} {:02x} {:02x} {:02x} (an IDX file "
                                 "starts with two zero bytes, a type code and a rank); is this an IDX file?",
-                                path, raw[0], raw[1], raw[2], raw[3]));
-  if (raw[2] != 0x08)
+                                path, head[0], head[1], head[2], head[3]));
+  if (head[2] != 0x08)
     throw DataError(fmt::format("{}: byte offset 2: IDX type code 0x{:02x} is not supported (only 0x08, unsigned "
                                 "bytes, as in MNIST and Fashion-MNIST)",
-                                path, raw[2]));
-  const int rank = raw[3];
+                                path, head[2]));
+  const int rank = head[3];
   if (rank < 1 || rank > 4)
     throw DataError(fmt::format("{}: byte offset 3: IDX rank {} (expected 1 to 4)", path, rank));
   const std::size_t header = 4 + 4 * static_cast<std::size_t>(rank);
-  if (raw.size() < header)
+  const std::uint64_t dims_got = in.read(head + 4, header - 4);
+  if (dims_got < header - 4)
     throw DataError(fmt::format("{}: byte offset {}: file ends inside the IDX header ({} dimensions need {} bytes)",
-                                path, raw.size(), rank, header));
+                                path, 4 + dims_got, rank, header));
   IdxData d;
   std::uint64_t count = 1;
   for (int k = 0; k < rank; ++k) {
-    const std::uint32_t n = big_endian_u32(&raw[4 + 4 * k]);
+    const std::uint32_t n = big_endian_u32(&head[4 + 4 * k]);
     if (n == 0 || n > (1u << 31))
       throw DataError(fmt::format("{}: byte offset {}: dimension {} is {}", path, 4 + 4 * k, k, n));
     d.dims.push_back(n);
-    count *= n;
-    if (count > (std::uint64_t{1} << 40))
-      throw DataError(fmt::format("{}: byte offset {}: the dimensions announce more than 2^40 elements", path, 4 + 4 * k));
+    count *= n;  // at most 2^34 before this factor, and a factor at most 2^31: no overflow
+    if (count > limits::data_bytes)
+      throw DataError(fmt::format("{}: byte offset {}: the dimensions announce {} elements, more than the {} accepted",
+                                  path, 4 + 4 * k, count, limits::data_bytes));
   }
-  const std::uint64_t have = raw.size() - header;
+  // Memory grows with the data that actually arrives (doubling), not with what the header
+  // announces: a 30-byte file announcing 16 GiB fails as truncated, without allocating 16 GiB.
+  std::uint64_t have = 0;
+  while (have < count) {
+    const std::uint64_t chunk = std::min<std::uint64_t>(count - have, std::max<std::uint64_t>(have, 1u << 20));
+    try {
+      d.bytes.resize(static_cast<std::size_t>(have + chunk));
+    } catch (const std::bad_alloc&) {
+      throw DataError(fmt::format("{}: cannot allocate {} bytes for the elements the header announces", path,
+                                  have + chunk));
+    }
+    const std::uint64_t got = in.read(d.bytes.data() + have, chunk);
+    have += got;
+    if (got < chunk) break;
+  }
   if (have < count)
     throw DataError(fmt::format("{}: byte offset {}: file is truncated: the header announces {} elements ({} bytes "
                                 "from offset {}) but only {} follow",
-                                path, raw.size(), count, count, header, have));
-  if (have > count)
+                                path, header + have, count, count, header, have));
+  const std::uint64_t extra = in.read(nullptr, limits::idx_trailing_bytes + 1);
+  if (extra > limits::idx_trailing_bytes)
+    throw DataError(fmt::format("{}: byte offset {}: more than {} unexpected bytes after the {} elements the header "
+                                "announces (reading stopped there)",
+                                path, header + count, limits::idx_trailing_bytes, count));
+  if (extra > 0)
     throw DataError(fmt::format("{}: byte offset {}: {} unexpected bytes after the {} elements the header announces",
-                                path, header + count, have - count, count));
-  d.bytes.assign(raw.begin() + static_cast<std::ptrdiff_t>(header), raw.end());
+                                path, header + count, extra, count));
   return d;
 }
 
@@ -152,14 +198,39 @@ Dataset load_fashion_mnist(const std::string& split, const std::filesystem::path
 
 // ---- CSV ---------------------------------------------------------------------------------------------
 
-Dataset read_csv(const std::filesystem::path& path, const CsvOptions& opt) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    std::error_code ec;
-    if (!std::filesystem::exists(path, ec)) throw DataError(fmt::format("{}: no such file", path));
-    throw DataError(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
+namespace {
+
+/// A CSV feature: a decimal or scientific number within float32's range.  Values too small for
+/// float32 (1e-50) become 0 or a subnormal, as any float parser rounds them; values too large
+/// (1e50) are refused.  "nan" and "inf" parse here and are refused or kept by the caller.
+std::optional<float> parse_feature(std::string_view field, bool& out_of_range) {
+  out_of_range = false;
+  const char* b = field.data();
+  const char* z = field.data() + field.size();
+  double v = 0;
+  auto [p, ec] = std::from_chars(b, z, v);
+  if (ec == std::errc::result_out_of_range && p == z) {
+    // Out of double's range: underflow when the exponent is negative, overflow otherwise.
+    const std::size_t e = field.find_first_of("eE");
+    if (e != std::string_view::npos && e + 1 < field.size() && field[e + 1] == '-')
+      return field.front() == '-' ? -0.0f : 0.0f;
+    out_of_range = true;
+    return std::nullopt;
   }
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (ec != std::errc() || p != z || field.empty()) return std::nullopt;
+  if (std::isfinite(v) && std::fabs(v) > static_cast<double>(std::numeric_limits<float>::max())) {
+    out_of_range = true;
+    return std::nullopt;
+  }
+  return static_cast<float>(v);
+}
+
+}  // namespace
+
+Dataset parse_csv(std::string_view text, const CsvOptions& opt, const std::string& where) {
+  if (!std::isfinite(opt.scale))
+    throw ad::InvalidArgument(fmt::format("read_csv {}: scale is {} (must be finite)", where, opt.scale));
+  const std::string path = detail::printable(where, 4096);
   std::vector<float> values;
   std::vector<std::int32_t> labels;
   std::int64_t columns = -1;
@@ -185,7 +256,7 @@ Dataset read_csv(const std::filesystem::path& path, const CsvOptions& opt) {
       if (columns < 2)
         throw DataError(fmt::format("{}: line {} (byte offset {}): {} column; a sample needs a label column and at "
                                     "least one feature (is the delimiter '{}' right?)",
-                                    path, line_no, line_start, columns, opt.delimiter));
+                                    path, line_no, line_start, columns, detail::printable({&opt.delimiter, 1})));
       const std::int64_t lc = opt.label_column < 0 ? columns + opt.label_column : opt.label_column;
       if (lc < 0 || lc >= columns)
         throw DataError(fmt::format("{}: label column {} does not exist: line {} has {} columns", path,
@@ -203,26 +274,38 @@ Dataset read_csv(const std::filesystem::path& path, const CsvOptions& opt) {
       const std::size_t field_offset = line_start + f;
       while (!field.empty() && (field.front() == ' ' || field.front() == '\t')) field.remove_prefix(1);
       while (!field.empty() && (field.back() == ' ' || field.back() == '\t')) field.remove_suffix(1);
-      const char* b = field.data();
-      const char* z = field.data() + field.size();
+      const auto where_field = [&] {
+        return fmt::format("{}: line {}, column {} (byte offset {})", path, line_no, c + 1, field_offset);
+      };
       if (c == label_col) {
         std::int64_t v = 0;
-        auto [p, ec] = std::from_chars(b, z, v);
-        if (ec != std::errc() || p != z || field.empty())
-          throw DataError(fmt::format("{}: line {}, column {} (byte offset {}): label \"{}\" is not an integer", path,
-                                      line_no, c + 1, field_offset, field));
-        if (v < 0 || (opt.classes > 0 && v >= opt.classes) || v > INT32_MAX)
-          throw DataError(fmt::format("{}: line {}, column {} (byte offset {}): label {} is outside [0, {})", path,
-                                      line_no, c + 1, field_offset, v,
-                                      opt.classes > 0 ? fmt::format("{}", opt.classes) : std::string("2^31")));
+        auto [p, ec] = std::from_chars(field.data(), field.data() + field.size(), v);
+        if (ec != std::errc() || p != field.data() + field.size() || field.empty())
+          throw DataError(fmt::format("{}: label \"{}\" is not an integer", where_field(), detail::printable(field)));
+        if (v < 0 || (opt.classes > 0 && v >= opt.classes) || v >= INT32_MAX)
+          throw DataError(fmt::format("{}: label {} is outside [0, {})", where_field(), v,
+                                      opt.classes > 0 ? fmt::format("{}", opt.classes) : std::string("2^31 - 1")));
         labels.push_back(static_cast<std::int32_t>(v));
       } else {
-        float v = 0;
-        auto [p, ec] = std::from_chars(b, z, v);
-        if (ec != std::errc() || p != z || field.empty())
-          throw DataError(fmt::format("{}: line {}, column {} (byte offset {}): \"{}\" is not a number", path, line_no,
-                                      c + 1, field_offset, field));
-        values.push_back(v * opt.scale);
+        bool out_of_range = false;
+        const std::optional<float> v = parse_feature(field, out_of_range);
+        if (!v) {
+          if (out_of_range)
+            throw DataError(fmt::format("{}: {} is outside the range of float32 (about ±3.4e38)", where_field(),
+                                        detail::printable(field)));
+          throw DataError(
+              fmt::format("{}: \"{}\" is not a number", where_field(), detail::printable(field)));
+        }
+        const float scaled = *v * opt.scale;
+        if (!std::isfinite(scaled) && !opt.allow_non_finite) {
+          if (std::isfinite(*v))
+            throw DataError(fmt::format("{}: {} times the scale {} is outside the range of float32", where_field(),
+                                        detail::printable(field), opt.scale));
+          throw DataError(fmt::format("{}: feature \"{}\" is not finite; NaN and infinite features are refused "
+                                      "unless CsvOptions::allow_non_finite is set",
+                                      where_field(), detail::printable(field)));
+        }
+        values.push_back(scaled);
       }
       f = e + 1;
     }
@@ -232,8 +315,14 @@ Dataset read_csv(const std::filesystem::path& path, const CsvOptions& opt) {
   const auto n = static_cast<std::int64_t>(labels.size());
   d.x = ad::Array<float>(ad::Shape{n, columns - 1}, std::span<const float>(values));
   d.labels = std::move(labels);
-  d.classes = opt.classes > 0 ? opt.classes : 1 + *std::max_element(d.labels.begin(), d.labels.end());
+  // In 64 bits: the largest label is below 2^31 - 1, so one more than it still fits an int32 too.
+  d.classes = opt.classes > 0 ? opt.classes : std::int64_t{1} + *std::max_element(d.labels.begin(), d.labels.end());
   return d;
+}
+
+Dataset read_csv(const std::filesystem::path& path, const CsvOptions& opt) {
+  const std::vector<std::byte> bytes = detail::read_regular<DataError>(path, limits::data_bytes);
+  return parse_csv(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), opt, path.string());
 }
 
 // ---- batches -----------------------------------------------------------------------------------------

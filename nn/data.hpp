@@ -11,6 +11,7 @@
 #include <random>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -62,12 +63,18 @@ struct CsvOptions {
   bool header = false;           ///< skip the first line
   char delimiter = ',';
   std::int64_t classes = 0;      ///< labels must be in [0, classes); 0: one more than the largest label
-  float scale = 1.0f;            ///< every feature is multiplied by this (1/255 for pixel values)
+  float scale = 1.0f;            ///< every feature is multiplied by this (1/255 for pixel values); must be finite
+  /// Accept "nan", "inf" and "-inf" features.  Off: a non-finite feature (or one that overflows
+  /// float32 once scaled) throws DataError naming the line and column.
+  bool allow_non_finite = false;
 };
 
 /// Reads a CSV file of numbers, one sample a line: one column is the integer label, the others the
-/// features.  Every line must have the same number of columns.  Empty lines are skipped.
+/// features.  Every line must have the same number of columns.  Empty lines are skipped.  Labels are
+/// integers in [0, 2^31 - 1); features are numbers within float32's range (1e-50 reads as 0).
 Dataset read_csv(const std::filesystem::path& path, const CsvOptions& options = {});
+/// The same from the text of a CSV file (`where` names the source in error messages).
+Dataset parse_csv(std::string_view text, const CsvOptions& options = {}, const std::string& where = "<csv>");
 
 /// A 64-bit hash of a data set's rows and labels (not cryptographic): processes that must train on
 /// the same data compare it.

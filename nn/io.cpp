@@ -1,10 +1,13 @@
 #include "nn/io.hpp"
 
+#include "nn/file.hpp"
+
 #include <bit>
 #include <charconv>
 #include <cstring>
-#include <fstream>
+#include <algorithm>
 #include <map>
+#include <new>
 #include <set>
 
 #include <fmt/format.h>
@@ -17,35 +20,11 @@ static_assert(std::endian::native == std::endian::little, "the .npy/.npz code as
 namespace {
 
 std::vector<std::byte> read_all(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    std::error_code ec;
-    if (!std::filesystem::exists(path, ec)) throw WeightsError(fmt::format("{}: no such file", path.string()));
-    throw WeightsError(fmt::format("{}: cannot open: {}", path.string(), std::strerror(errno)));
-  }
-  in.seekg(0, std::ios::end);
-  const auto size = static_cast<std::size_t>(in.tellg());
-  in.seekg(0);
-  std::vector<std::byte> out(size);
-  if (!in.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(size)))
-    throw WeightsError(fmt::format("{}: read error", path.string()));
-  return out;
+  return detail::read_regular<WeightsError>(path, limits::weights_bytes);
 }
 
-/// Writes `bytes` to a temporary file beside `path` and renames it into place.
 void write_all(const std::filesystem::path& path, std::span<const std::byte> bytes) {
-  std::filesystem::path tmp = path;
-  tmp += ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw WeightsError(fmt::format("{}: cannot create: {}", tmp.string(), std::strerror(errno)));
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    out.close();
-    if (!out) throw WeightsError(fmt::format("{}: write error", tmp.string()));
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw WeightsError(fmt::format("{}: cannot rename {} into place: {}", path.string(), tmp.string(), ec.message()));
+  detail::write_atomically<WeightsError>(path, bytes);
 }
 
 template <class U>
@@ -142,7 +121,7 @@ NpyArray decode_npy(std::span<const std::byte> f, const std::string& where) {
   else
     throw fail(hstart + p, fmt::format("dtype '{}' is not supported (only little-endian float32 '<f4' and float64 "
                                        "'<f8')",
-                                       descr));
+                                       detail::printable(descr)));
 
   p = find_key(h, "fortran_order");
   if (p == std::string_view::npos) throw fail(hstart, "the header has no 'fortran_order' entry");
@@ -157,22 +136,49 @@ NpyArray decode_npy(std::span<const std::byte> f, const std::string& where) {
   if (p >= h.size() || h[p] != '(') throw fail(hstart + p, "malformed 'shape' entry");
   const std::size_t close = h.find(')', p);
   if (close == std::string_view::npos) throw fail(hstart + p, "malformed 'shape' entry");
+  // A Python tuple of non-negative integers: "()", "(5,)", "(2, 3)", optionally with a trailing comma.
+  const std::string tuple = detail::printable(h.substr(p, close - p + 1));
+  auto bad_shape = [&](const std::string& why) {
+    return fail(hstart + p, fmt::format("malformed 'shape' entry {}: {}", tuple, why));
+  };
   std::string_view dims = h.substr(p + 1, close - p - 1);
-  std::int64_t count = 1;
-  while (true) {
-    std::size_t s = 0;
-    while (s < dims.size() && (dims[s] == ' ' || dims[s] == ',')) ++s;
-    dims.remove_prefix(s);
-    if (dims.empty()) break;
+  // Elements are capped so that the byte count cannot overflow and stays under the file cap.
+  const std::int64_t max_count = static_cast<std::int64_t>(limits::weights_bytes / 8);
+  std::int64_t count = 1, nonzero = 1;
+  auto trim = [](std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+  };
+  dims = trim(dims);
+  while (!dims.empty()) {
+    const std::size_t comma = dims.find(',');
+    const std::string_view item = trim(dims.substr(0, comma));
+    if (item.empty()) throw bad_shape("an empty dimension");
     std::int64_t d = 0;
-    auto [end, ec] = std::from_chars(dims.data(), dims.data() + dims.size(), d);
-    if (ec != std::errc() || d < 0) throw fail(hstart + p, fmt::format("malformed 'shape' entry ({})", h.substr(p, close - p + 1)));
+    auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), d);
+    if (ec != std::errc() || end != item.data() + item.size() || d < 0)
+      throw bad_shape(fmt::format("\"{}\" is not a non-negative integer (dimensions are separated by commas)",
+                                  detail::printable(item)));
     if (a.shape.size() == ad::max_rank)
-      throw fail(hstart + p, fmt::format("shape {} has more than {} dimensions", h.substr(p, close - p + 1), ad::max_rank));
+      throw fail(hstart + p, fmt::format("shape {} has more than {} dimensions", tuple, ad::max_rank));
     a.shape.push_back(d);
-    if (d > 0 && count > (std::int64_t{1} << 40) / d) throw fail(hstart + p, "shape too large");
+    // The product of the non-zero dimensions is capped too, so that (0, 2^62) is refused like
+    // (1, 2^62); count <= nonzero cannot overflow then.
+    if (d > 0) {
+      if (nonzero > max_count / d)
+        throw fail(hstart + p, fmt::format("shape {} has more than {} elements", tuple, max_count));
+      nonzero *= d;
+    }
     count *= d;
-    dims.remove_prefix(static_cast<std::size_t>(end - dims.data()));
+    if (comma == std::string_view::npos) {
+      if (a.shape.size() == 1) {
+        // "(5)" is a parenthesised integer in Python, not a tuple; NumPy writes "(5,)".
+        throw bad_shape("a one-dimensional shape needs a trailing comma, as in (5,)");
+      }
+      break;
+    }
+    dims = trim(dims.substr(comma + 1));
   }
   const std::size_t data_start = hstart + hlen;
   const std::size_t nbytes = static_cast<std::size_t>(count) * ad::size_of(a.dtype);
@@ -276,12 +282,23 @@ void save_npz(const std::filesystem::path& path, const std::vector<std::pair<std
   write_all(path, out);
 }
 
-std::vector<std::pair<std::string, NpyArray>> load_npz(const std::filesystem::path& path) {
-  const std::vector<std::byte> f = read_all(path);
-  const std::string file = path.string();
+std::vector<std::pair<std::string, NpyArray>> decode_npz(std::span<const std::byte> f, const std::string& file) {
   auto fail = [&](std::size_t offset, const std::string& what) -> WeightsError {
     return WeightsError(fmt::format("{}: byte offset {}: {}", file, offset, what));
   };
+  // Every field is read through this: an offset computed from the file's own numbers is checked
+  // against the file's size before anything is read there, without overflowing.
+  auto at = [&]<class U>(std::uint64_t offset, U*, const char* what) -> U {
+    if (offset > f.size() || f.size() - offset < sizeof(U))
+      throw fail(f.size(), fmt::format("{} at byte offset {} lies past the end of the file ({} bytes): the file is "
+                                       "truncated or damaged",
+                                       what, offset, f.size()));
+    return get<U>(f, static_cast<std::size_t>(offset));
+  };
+  auto u16 = [&](std::uint64_t o, const char* what) { return at(o, static_cast<std::uint16_t*>(nullptr), what); };
+  auto u32 = [&](std::uint64_t o, const char* what) { return at(o, static_cast<std::uint32_t*>(nullptr), what); };
+  auto u64 = [&](std::uint64_t o, const char* what) { return at(o, static_cast<std::uint64_t*>(nullptr), what); };
+
   // The end-of-central-directory record is the last 22 bytes plus an optional comment.
   std::size_t eocd = std::string::npos;
   if (f.size() >= 22) {
@@ -294,78 +311,117 @@ std::vector<std::pair<std::string, NpyArray>> load_npz(const std::filesystem::pa
   }
   if (eocd == std::string::npos)
     throw fail(f.size(), "no zip end-of-central-directory record: the file is truncated or is not a .npz archive");
-  const std::uint16_t count = get<std::uint16_t>(f, eocd + 10);
-  const std::uint32_t cd_size = get<std::uint32_t>(f, eocd + 12), cd_offset = get<std::uint32_t>(f, eocd + 16);
+  const std::uint16_t count = u16(eocd + 10, "the entry count");
+  const std::uint32_t cd_size = u32(eocd + 12, "the directory size"), cd_offset = u32(eocd + 16, "the directory offset");
   if (count == 0xffff || cd_offset == 0xffffffffu)
     throw fail(eocd, "zip64 archives (larger than 4 GiB or 65535 entries) are not supported");
-  if (std::size_t{cd_offset} + cd_size > eocd)
+  if (std::uint64_t{cd_offset} + cd_size > eocd)
     throw fail(eocd, fmt::format("the central directory [{}, {}) runs past its end record: the file is damaged",
-                                 cd_offset, std::size_t{cd_offset} + cd_size));
+                                 cd_offset, std::uint64_t{cd_offset} + cd_size));
   std::vector<std::pair<std::string, NpyArray>> out;
+  std::uint64_t inflated_total = 0;
   std::size_t p = cd_offset;
   for (std::uint16_t k = 0; k < count; ++k) {
-    if (p + 46 > eocd || get<std::uint32_t>(f, p) != central_sig)
+    if (p + 46 > eocd || u32(p, "a central directory record") != central_sig)
       throw fail(p, fmt::format("central directory record {} of {} is missing or malformed", k + 1, count));
-    const std::uint16_t flags = get<std::uint16_t>(f, p + 8), method = get<std::uint16_t>(f, p + 10);
-    const std::uint32_t crc = get<std::uint32_t>(f, p + 16);
-    std::uint64_t csize = get<std::uint32_t>(f, p + 20), usize = get<std::uint32_t>(f, p + 24);
-    const std::uint16_t nlen = get<std::uint16_t>(f, p + 28), xlen = get<std::uint16_t>(f, p + 30),
-                        clen = get<std::uint16_t>(f, p + 32);
-    std::uint64_t local = get<std::uint32_t>(f, p + 42);
-    if (p + 46 + nlen + xlen + clen > eocd) throw fail(p, "central directory record runs past the directory");
+    const std::uint16_t flags = u16(p + 8, "flags"), method = u16(p + 10, "method");
+    const std::uint32_t crc = u32(p + 16, "CRC");
+    std::uint64_t csize = u32(p + 20, "size"), usize = u32(p + 24, "size");
+    const std::uint16_t nlen = u16(p + 28, "name length"), xlen = u16(p + 30, "extra length"),
+                        clen = u16(p + 32, "comment length");
+    std::uint64_t local = u32(p + 42, "local header offset");
+    const std::size_t record_end = p + 46 + nlen + xlen + clen;
+    if (record_end > eocd) throw fail(p, "central directory record runs past the directory");
     const std::string name(reinterpret_cast<const char*>(f.data() + p + 46), nlen);
-    // A zip64 extra field holds the 64-bit values of any 32-bit field set to 0xffffffff.
-    for (std::size_t x = p + 46 + nlen; x + 4 <= p + 46 + nlen + xlen;) {
-      const std::uint16_t id = get<std::uint16_t>(f, x), len = get<std::uint16_t>(f, x + 2);
+    const std::string shown = detail::printable(name);
+    // Extra fields: (id, length, data) records that must tile the extra area exactly.  A zip64
+    // field holds the 64-bit values of the 32-bit fields set to 0xffffffff, in this order.
+    const std::size_t extra_end = p + 46 + nlen + xlen;
+    for (std::size_t x = p + 46 + nlen; x < extra_end;) {
+      if (extra_end - x < 4) throw fail(x, fmt::format("entry \"{}\": extra field header cut short", shown));
+      const std::uint16_t id = u16(x, "extra field id"), len = u16(x + 2, "extra field length");
+      if (len > extra_end - x - 4)
+        throw fail(x, fmt::format("entry \"{}\": extra field of {} bytes runs past its record ({} bytes left)", shown,
+                                  len, extra_end - x - 4));
       if (id == 0x0001) {
         std::size_t y = x + 4;
-        if (usize == 0xffffffffu && y + 8 <= x + 4 + len) usize = get<std::uint64_t>(f, y), y += 8;
-        if (csize == 0xffffffffu && y + 8 <= x + 4 + len) csize = get<std::uint64_t>(f, y), y += 8;
-        if (local == 0xffffffffu && y + 8 <= x + 4 + len) local = get<std::uint64_t>(f, y), y += 8;
+        const std::size_t end = y + len;
+        for (std::uint64_t* v : {&usize, &csize, &local}) {
+          if (*v != 0xffffffffu) continue;
+          if (end - y < 8) throw fail(y, fmt::format("entry \"{}\": zip64 extra field too short", shown));
+          *v = u64(y, "zip64 value");
+          y += 8;
+        }
       }
-      x += 4 + len;
+      x += 4 + std::size_t{len};
     }
-    if (flags & 1) throw fail(p, fmt::format("entry \"{}\" is encrypted", name));
+    if (flags & 1) throw fail(p, fmt::format("entry \"{}\" is encrypted", shown));
     if (method != 0 && method != 8)
-      throw fail(p, fmt::format("entry \"{}\" uses compression method {} (only stored and deflate are supported)", name,
+      throw fail(p, fmt::format("entry \"{}\" uses compression method {} (only stored and deflate are supported)", shown,
                                 method));
-    if (local + 30 > f.size() || get<std::uint32_t>(f, local) != local_sig)
-      throw fail(local, fmt::format("local header of entry \"{}\" is missing or malformed", name));
-    const std::size_t data = local + 30 + get<std::uint16_t>(f, local + 26) + get<std::uint16_t>(f, local + 28);
-    if (data + csize > cd_offset)
+    if (local >= cd_offset || cd_offset - local < 30 || u32(local, "a local header") != local_sig)
+      throw fail(local < f.size() ? local : f.size(),
+                 fmt::format("local header of entry \"{}\" (at byte offset {}) is missing or malformed", shown, local));
+    const std::uint64_t data = local + 30 + u16(local + 26, "name length") + u16(local + 28, "extra length");
+    if (data > cd_offset || csize > cd_offset - data)
       throw fail(f.size(), fmt::format("entry \"{}\" ({} bytes from offset {}) runs past the end of the data: the "
                                        "file is truncated or damaged",
-                                       name, csize, data));
-    std::span<const std::byte> stored(f.data() + data, csize);
+                                       shown, csize, data));
+    std::span<const std::byte> stored(f.data() + data, static_cast<std::size_t>(csize));
     std::vector<std::byte> inflated;
     if (method == 8) {
-      if (usize > csize * 1100 + 1024)  // deflate cannot compress by more than about 1032:1
-        throw fail(p, fmt::format("entry \"{}\" announces {} bytes from {} compressed: the directory is damaged", name,
+      // deflate cannot compress by more than about 1032:1
+      if (usize > csize * 1100 + 1024)
+        throw fail(p, fmt::format("entry \"{}\" announces {} bytes from {} compressed: the directory is damaged", shown,
                                   usize, csize));
-      inflated.resize(usize);
+      if (usize > limits::weights_bytes - inflated_total)
+        throw fail(p, fmt::format("entry \"{}\" announces {} bytes: more than the {} bytes a .npz may decompress to",
+                                  shown, usize, limits::weights_bytes));
+      inflated_total += usize;
+      try {
+        inflated.resize(static_cast<std::size_t>(usize));
+      } catch (const std::bad_alloc&) {
+        throw fail(p, fmt::format("entry \"{}\": cannot allocate {} bytes to decompress it", shown, usize));
+      }
       z_stream z{};
       if (inflateInit2(&z, -MAX_WBITS) != Z_OK) throw fail(data, "zlib initialisation failed");
+      // zlib counts in 32 bits: feed the input and offer the output in pieces.
       z.next_in = reinterpret_cast<Bytef*>(const_cast<std::byte*>(stored.data()));
-      z.avail_in = static_cast<uInt>(csize);
       z.next_out = reinterpret_cast<Bytef*>(inflated.data());
-      z.avail_out = static_cast<uInt>(usize);
-      const int rc = inflate(&z, Z_FINISH);
-      const std::size_t produced = z.total_out;
+      std::uint64_t in_left = csize, out_left = usize;
+      int rc = Z_OK;
+      while (rc == Z_OK) {  // Z_OK means progress was made; anything else ends the loop
+        if (z.avail_in == 0 && in_left > 0) {
+          z.avail_in = static_cast<uInt>(std::min<std::uint64_t>(in_left, 1u << 30));
+          in_left -= z.avail_in;
+        }
+        if (z.avail_out == 0 && out_left > 0) {
+          z.avail_out = static_cast<uInt>(std::min<std::uint64_t>(out_left, 1u << 30));
+          out_left -= z.avail_out;
+        }
+        rc = inflate(&z, Z_NO_FLUSH);
+      }
+      const std::uint64_t produced = z.total_out;
       inflateEnd(&z);
       if (rc != Z_STREAM_END || produced != usize)
-        throw fail(data, fmt::format("entry \"{}\": corrupt deflate data ({} of {} bytes decoded)", name, produced, usize));
+        throw fail(data, fmt::format("entry \"{}\": corrupt deflate data ({} of {} bytes decoded)", shown, produced,
+                                     usize));
       stored = inflated;
     } else if (csize != usize) {
-      throw fail(p, fmt::format("stored entry \"{}\" has different sizes ({} and {})", name, csize, usize));
+      throw fail(p, fmt::format("stored entry \"{}\" has different sizes ({} and {})", shown, csize, usize));
     }
     if (crc_of(stored) != crc)
-      throw fail(data, fmt::format("entry \"{}\": CRC-32 mismatch: the data is damaged", name));
+      throw fail(data, fmt::format("entry \"{}\": CRC-32 mismatch: the data is damaged", shown));
     std::string key = name;
     if (key.size() > 4 && key.ends_with(".npy")) key.resize(key.size() - 4);
-    out.emplace_back(key, decode_npy(stored, file + ":" + name));
-    p += 46 + nlen + xlen + clen;
+    out.emplace_back(key, decode_npy(stored, file + ":" + shown));
+    p = record_end;
   }
   return out;
+}
+
+std::vector<std::pair<std::string, NpyArray>> load_npz(const std::filesystem::path& path) {
+  return decode_npz(read_all(path), path.string());
 }
 
 // ---- whole models ------------------------------------------------------------------------------------

@@ -54,6 +54,8 @@ NpyArray decode_npy(std::span<const std::byte> file, const std::string& where);
 void save_npz(const std::filesystem::path& path, const std::vector<std::pair<std::string, ad::View>>& tensors);
 /// Reads every entry of a .npz archive (stored or deflated), in archive order, names without ".npy".
 std::vector<std::pair<std::string, NpyArray>> load_npz(const std::filesystem::path& path);
+/// The same from the bytes of an archive (`where` names the source in error messages).
+std::vector<std::pair<std::string, NpyArray>> decode_npz(std::span<const std::byte> file, const std::string& where);
 
 /// Saves a module's parameters by name into one .npz file.
 void save(const Module& model, const std::filesystem::path& path);

@@ -1,5 +1,7 @@
 #include "nn/linear.hpp"
 
+#include "autodiff/ops/record.hpp"
+
 namespace nn {
 
 Linear::Linear(std::int64_t in, std::int64_t out, Rng& rng, LinearOptions opt) : in_(in), out_(out) {
@@ -11,6 +13,20 @@ Linear::Linear(std::int64_t in, std::int64_t out, Rng& rng, LinearOptions opt) :
   });
   initialise(*W_, opt.init, in, out, rng);
   set_layer(opt.layer);
+}
+
+Linear::Linear(std::shared_ptr<Parameter> W, std::shared_ptr<Parameter> b, int layer)
+    : layer_(layer), W_(std::move(W)), b_(std::move(b)), z_name_(fmt::format("layer{}.z", layer)) {
+  if (!W_ || !b_) throw ad::InvalidArgument(fmt::format("layer{} (Linear): null parameter", layer));
+  if (W_->shape().size() != 2 || b_->shape().size() != 1 || b_->shape()[0] != W_->shape()[0])
+    throw ad::ShapeError(fmt::format("layer{} (Linear): expected W [out, in] and b [out]; {} is {}, {} is {}", layer,
+                                     W_->name(), ad::describe(W_->dtype(), W_->shape()), b_->name(),
+                                     ad::describe(b_->dtype(), b_->shape())));
+  if (W_->dtype() != b_->dtype())
+    throw ad::DTypeError(fmt::format("layer{} (Linear): {} is {} but {} is {}", layer, W_->name(),
+                                     ad::to_string(W_->dtype()), b_->name(), ad::to_string(b_->dtype())));
+  out_ = W_->shape()[0];
+  in_ = W_->shape()[1];
 }
 
 void Linear::set_layer(int layer) {
@@ -28,12 +44,11 @@ std::string Linear::describe() const {
 ad::Tensor Linear::forward(const ad::Tensor& x) {
   const ad::Shape& s = x.shape();  // also checks that the handle is usable
   if (s.size() != 2 || s[1] != in_)
-    throw ad::ShapeError(fmt::format("layer{} (Linear({} -> {})): the input {} is {}; expected [B,{}]", layer_, in_,
-                                     out_, x.tape()->label(x.index(), "x"), ad::describe(x.dtype(), s), in_));
+    throw ad::ShapeError(fmt::format("layer{} (Linear({} -> {})): {}; expected [B,{}]", layer_, in_, out_,
+                                     ad::ops::describe_operand(x, "x"), in_));
   if (x.dtype() != W_->dtype())
-    throw ad::DTypeError(fmt::format("layer{} (Linear({} -> {})): the input {} is {} but the layer holds {}", layer_,
-                                     in_, out_, x.tape()->label(x.index(), "x"), ad::describe(x.dtype(), s),
-                                     ad::to_string(W_->dtype())));
+    throw ad::DTypeError(fmt::format("layer{} (Linear({} -> {})): {} but the layer holds {}", layer_, in_, out_,
+                                     ad::ops::describe_operand(x, "x"), ad::to_string(W_->dtype())));
   ad::Tape& tape = *x.tape();
   const ad::Tensor W = W_->record(tape);
   const ad::Tensor b = b_->record(tape);

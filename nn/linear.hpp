@@ -27,6 +27,11 @@ struct LinearOptions {
 class Linear : public Module {
  public:
   Linear(std::int64_t in, std::int64_t out, Rng& rng, LinearOptions options = {});
+  /// A layer over existing parameters, which it shares (tied weights: two layers holding one W,
+  /// whose optimiser step then sums both layers' gradients).  W must be [out, in] and b [out], of
+  /// one element type (ShapeError, DTypeError otherwise).  The parameters keep their names; `layer`
+  /// names the output (layer<l>.z).
+  Linear(std::shared_ptr<Parameter> W, std::shared_ptr<Parameter> b, int layer = 1);
 
   /// z = x·Wᵀ + b for x of shape [B, in] (the dtype of the layer).  Throws ShapeError or
   /// DTypeError naming the layer before recording anything.
@@ -43,6 +48,9 @@ class Linear : public Module {
   Parameter& bias() { return *b_; }
   const Parameter& weight() const { return *W_; }
   const Parameter& bias() const { return *b_; }
+  /// The parameters themselves, to share them with another module.
+  const std::shared_ptr<Parameter>& shared_weight() const { return W_; }
+  const std::shared_ptr<Parameter>& shared_bias() const { return b_; }
 
  private:
   std::int64_t in_, out_;

@@ -1,10 +1,13 @@
 // Parameters and the module interface.
 //
 // A Parameter is a named, trainable Array (float or double) that lives off the tape.  A forward
-// pass records it as a tape leaf without copying (Tape::leaf shares the buffer) and remembers the
-// handle, so an optimiser finds its adjoint in the Gradients of that pass and updates the Array in
-// place.  Modules hold parameters through shared pointers: an optimiser built from
-// `net.parameters()` keeps working after the module is moved.
+// pass records it as a tape leaf without copying (Tape::leaf shares the buffer).  An optimiser
+// finds its gradient in the Gradients of that pass by the buffer: the sum over every leaf that reads
+// it, so a parameter used twice (a layer applied twice, two modules sharing it) gets both uses'
+// gradients.  It then updates the Array in place, which bumps the Array's version stamp, so a
+// sweep over the old tape afterwards throws StaleTapeError.  Modules hold parameters through shared
+// pointers: an optimiser built from `net.parameters()` keeps working after the module is moved, and
+// two modules can hold one parameter.
 //
 // Modules contain no backward code: their forward passes are made of autodiff ops, and the tape
 // differentiates them.
@@ -43,7 +46,7 @@ class Parameter {
   ad::View view() const;
 
   /// Records the value on `tape` as a leaf named after the parameter, without copying, and
-  /// remembers the handle (see recorded()).
+  /// remembers the handle of this most recent use (see recorded()).
   ad::Tensor record(ad::Tape& tape);
   /// The handle of the most recent record(); empty before the first.
   const ad::Tensor& recorded() const { return handle_; }

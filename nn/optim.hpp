@@ -28,6 +28,7 @@ namespace nn {
 
 class Optimizer {
  public:
+  /// The parameters to update; one listed twice (shared by two modules) counts once.
   explicit Optimizer(ParameterList params);
   virtual ~Optimizer() = default;
   /// One update from the gradients of a sweep in which every parameter was recorded:

@@ -74,6 +74,10 @@ struct FitOptions {
   std::function<double(int epoch)> learning_rate = nullptr;
   std::FILE* out = stdout;              ///< where progress goes; nullptr: silent
   enum class Progress { automatic, terminal, plain } progress = Progress::automatic;
+  /// Check every step for a non-finite loss (before the update) and non-finite parameters (after
+  /// it).  On the first one, the parameters are restored to their values before that step and
+  /// TrainingError is thrown.  Costs one copy and one scan of the parameters per step.
+  bool check_finite = true;
   /// Train with a group of processes: each rank takes its part of every batch (see Batches), the
   /// gradients are averaged over the ranks before each step, and only rank 0 prints.  All ranks
   /// must call fit with the same data and options; rank 0's weights and `rng` state are used.
@@ -91,8 +95,15 @@ struct EpochReport {
   Evaluation validation;         ///< zeros unless FitOptions::validation was given
 };
 
+/// "backend onednn (avx512_core), 2 threads": where matrix products run (ad::blas::info()); fit
+/// prints it on its first line.
+std::string compute_summary();
+
 /// Trains `net` with `opt` on shuffled mini-batches of `train` for the given number of epochs.
 /// One tape is reused for every step (tape.clear() keeps its memory).  Returns one report per epoch.
+/// With FitOptions::check_finite (the default), a NaN or infinite loss or parameter stops training
+/// with TrainingError and the last good weights in the model.
+/// With an output stream, the first line names the training set, batch size and compute_summary().
 /// With options.distributed, an exception during training on any rank ends the whole group
 /// (ProcessGroup::abort), since the other ranks would wait for it forever.
 std::vector<EpochReport> fit(Module& net, Optimizer& opt, const Dataset& train, Rng& rng, const FitOptions& options = {});

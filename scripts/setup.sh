@@ -11,11 +11,11 @@ cd "$(dirname "$0")/.."
 mode=${1:-demo}
 jobs=${JOBS:-$(nproc)}
 # What every mode needs, then what the test modes add: Open MPI (distributed training), Chromium and
-# Graphviz (the tape explorer's browser test), clang with libFuzzer (the loaders' fuzz targets).
+# Graphviz and Python 3 (the tape explorer's browser test), clang with libFuzzer (the loaders' fuzz targets).
 required=(g++ cmake make libboost-dev libfmt-dev doctest-dev libopenblas-dev zlib1g-dev libdnnl-dev)
 case "$mode" in
   test | sanitize)
-    required+=(libopenmpi-dev openmpi-bin libboost-mpi-dev chromium graphviz clang libclang-rt-14-dev)
+    required+=(libopenmpi-dev openmpi-bin libboost-mpi-dev chromium graphviz python3 clang libclang-rt-14-dev)
     ;;
 esac
 
@@ -31,16 +31,22 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-build() {  # build <dir> [cmake args...]
+configure() {  # configure <dir> [cmake args...]
   local dir=$1
   shift
   cmake -S . -B "$dir" "$@" > "$dir.configure.log" 2>&1 || { cat "$dir.configure.log"; exit 1; }
-  cmake --build "$dir" -j "$jobs"
+}
+build() {  # build <dir> [cmake args...]: configure, then build every target
+  configure "$@"
+  cmake --build "$1" -j "$jobs"
 }
 
 case "$mode" in
   demo)
-    build "${BUILD_DIR:-build}"
+    # Only the walkthrough and the two libraries it links: the tests, benchmarks and other examples
+    # are built by the other modes.
+    configure "${BUILD_DIR:-build}"
+    cmake --build "${BUILD_DIR:-build}" -j "$jobs" --target walkthrough
     "${BUILD_DIR:-build}/examples/walkthrough"
     ;;
   test)

@@ -14,6 +14,7 @@
 // log(0) or 1/0; the values and partials are what the formulas give.
 #include <cmath>
 
+#include "autodiff/forward.hpp"
 #include "autodiff/ops/broadcast.hpp"
 #include "autodiff/ops/ops.hpp"
 #include "autodiff/ops/record.hpp"
@@ -102,11 +103,54 @@ void unary_backward(BackwardContext& c) {
   });
 }
 
-/// The descriptor of unary rule R: its name, its backward rule, and for a rule with a constant
-/// (x + c, x^p, leaky_relu's slope) how a listing shows the constant.
+/// The constant of a unary node (0 without one).
+template <Element T>
+T constant_of(const Node& n) {
+  return n.saved ? static_cast<T>(static_cast<const Constant*>(n.saved)->c) : T(0);
+}
+
+/// Tangent: ẏ[i] = R::df(x[i], y[i], p) · ẋ[i].
+template <class R>
+void unary_tangent(TangentContext& c) {
+  dispatch(c.node().dtype, [&]<class T>() {
+    const T* dx = c.arg_tangent<T>(0);
+    const T* x = c.arg_value<T>(0);
+    const T* y = c.value<T>();
+    const T p = constant_of<T>(c.node());
+    T* dy = c.tangent<T>();
+    for (std::int64_t i = 0, n = numel(c.node().shape); i < n; ++i) dy[i] = R::df(x[i], y[i], p) * dx[i];
+  });
+}
+
+/// Whether unary rule R has a second derivative that is zero wherever it is defined.
+template <class R>
+constexpr bool flat() {
+  if constexpr (requires { R::flat; }) return R::flat;
+  else return false;
+}
+
+/// Curvature: the backward step dx += g · f'(x) moves by g · f''(x) · ẋ.
+template <class R>
+void unary_curvature(CurvatureContext& c) {
+  dispatch(c.node().dtype, [&]<class T>() {
+    T* r = c.arg_rgrad<T>(0);
+    const T* dx = c.arg_tangent<T>(0);
+    if (!r || !dx) return;
+    const T* x = c.arg_value<T>(0);
+    const T* y = c.value<T>();
+    const T* g = c.grad<T>();
+    const T p = constant_of<T>(c.node());
+    for (std::int64_t i = 0, n = numel(c.node().shape); i < n; ++i) r[i] += g[i] * R::d2f(x[i], y[i], p) * dx[i];
+  });
+}
+
+/// The descriptor of unary rule R: its name, its backward, tangent and curvature rules, and for a
+/// rule with a constant (x + c, x^p, leaky_relu's slope) how a listing shows the constant.
 template <class R>
 constexpr OpDescriptor unary_descriptor() {
-  OpDescriptor d{.name = R::name, .backward = unary_backward<R>};
+  OpDescriptor d{.name = R::name, .backward = unary_backward<R>, .tangent = unary_tangent<R>};
+  if constexpr (flat<R>()) d.curvature = no_curvature;
+  else d.curvature = unary_curvature<R>;
   if constexpr (takes_constant<R>) d.params = constant_text<R>;
   return d;
 }
@@ -126,7 +170,9 @@ Tensor unary(const Tensor& x, double p = 0.0) {
     const T* xv = static_cast<const T*>(nx.data);
     T* y = tape.allocate_elements<T>(n);
     const T pt = static_cast<T>(p);
-    for (std::int64_t i = 0; i < n; ++i) y[i] = R::f(xv[i], pt);
+    backend::parallel_for(n, ops::elementwise_grain, [&](std::int64_t b, std::int64_t e) {
+      for (std::int64_t i = b; i < e; ++i) y[i] = R::f(xv[i], pt);
+    });
     return y;
   });
   if constexpr (takes_constant<R>)
@@ -191,10 +237,87 @@ void binary_backward(BackwardContext& c) {
   });
 }
 
+/// Reads operand k's element as the broadcast walks it: a tensor's tangent (zero where null), or a
+/// Var's (one number).
+template <Element T>
+struct Side {
+  const T* data = nullptr;
+  T scalar = T(0);
+  bool is_scalar = false;
+  T operator[](std::int64_t i) const { return is_scalar ? scalar : data ? data[i] : T(0); }
+  bool zero() const { return is_scalar ? scalar == T(0) : data == nullptr; }
+};
+
+template <Element T, int var_arg>
+Side<T> operand_value(const TangentReader& c, std::size_t k) {
+  if (static_cast<int>(k) == var_arg) return {.scalar = static_cast<T>(c.arg_scalar(k)), .is_scalar = true};
+  return {.data = c.arg_value<T>(k)};
+}
+
+template <Element T, int var_arg>
+Side<T> operand_tangent(const TangentReader& c, std::size_t k) {
+  if (static_cast<int>(k) == var_arg) return {.scalar = static_cast<T>(c.arg_scalar_tangent(k)), .is_scalar = true};
+  return {.data = c.arg_tangent<T>(k)};
+}
+
+template <int var_arg>
+ops::Broadcast broadcast_of(const TangentReader& c) {
+  return ops::Broadcast(c.arg_shape(0), c.arg_shape(1));
+}
+
+/// Tangent: ẏ[o] = R::da · ȧ[ia] + R::db · ḃ[ib] over the broadcast.
+template <class R, int var_arg>
+void binary_tangent(TangentContext& c) {
+  dispatch(c.node().dtype, [&]<class T>() {
+    const auto a = operand_value<T, var_arg>(c, 0), b = operand_value<T, var_arg>(c, 1);
+    const auto ta = operand_tangent<T, var_arg>(c, 0), tb = operand_tangent<T, var_arg>(c, 1);
+    const T* y = c.value<T>();
+    T* dy = c.tangent<T>();
+    const ops::Broadcast p = broadcast_of<var_arg>(c);
+    if (!ta.zero())
+      p.for_each([&](std::int64_t o, std::int64_t ia, std::int64_t ib) { dy[o] += R::da(a[ia], b[ib], y[o]) * ta[ia]; });
+    if (!tb.zero())
+      p.for_each([&](std::int64_t o, std::int64_t ia, std::int64_t ib) { dy[o] += R::db(a[ia], b[ib], y[o]) * tb[ib]; });
+  });
+}
+
+/// Curvature: da += g · R::da moves by g · (R::daa ȧ + R::dab ḃ), db += g · R::db by
+/// g · (R::dab ȧ + R::dbb ḃ), each summed back to its operand (a Var's into its scalar adjoint).
+template <class R, int var_arg>
+void binary_curvature(CurvatureContext& c) {
+  dispatch(c.node().dtype, [&]<class T>() {
+    const auto a = operand_value<T, var_arg>(c, 0), b = operand_value<T, var_arg>(c, 1);
+    const auto ta = operand_tangent<T, var_arg>(c, 0), tb = operand_tangent<T, var_arg>(c, 1);
+    const T* y = c.value<T>();
+    const T* g = c.grad<T>();
+    const ops::Broadcast p = broadcast_of<var_arg>(c);
+    const auto local = [&](int k) {
+      return [&, k](std::int64_t o, std::int64_t ia, std::int64_t ib) {
+        const T av = a[ia], bv = b[ib];
+        const T first = k == 0 ? R::daa(av, bv, y[o]) : R::dab(av, bv, y[o]);
+        const T second = k == 0 ? R::dab(av, bv, y[o]) : R::dbb(av, bv, y[o]);
+        return g[o] * (first * ta[ia] + second * tb[ib]);
+      };
+    };
+    for (int k = 0; k < 2; ++k) {
+      if (k == var_arg) {
+        double sum = 0.0;
+        ops::sum_to_operand(&sum, k, p, local(k));
+        c.arg_scalar_rgrad(static_cast<std::size_t>(k)) += sum;
+      } else if (T* r = c.arg_rgrad<T>(static_cast<std::size_t>(k))) {
+        ops::sum_to_operand(r, k, p, local(k));
+      }
+    }
+  });
+}
+
 /// The descriptor of binary rule R with a Var as argument var_arg (or none: -1).
 template <class R, int var_arg>
 constexpr OpDescriptor binary_descriptor() {
-  OpDescriptor d{.name = R::name, .backward = binary_backward<R, var_arg>, .commutative = R::commutative};
+  OpDescriptor d{.name = R::name, .backward = binary_backward<R, var_arg>, .tangent = binary_tangent<R, var_arg>,
+                 .commutative = R::commutative};
+  if constexpr (R::flat_aa && R::flat_ab && R::flat_bb) d.curvature = no_curvature;
+  else d.curvature = binary_curvature<R, var_arg>;
   if constexpr (requires { R::partial_is_other; }) d.explain = broadcast_explain<R>;
   return d;
 }
@@ -209,7 +332,7 @@ Tensor record_binary(Tape& tape, DType dtype, const ops::Broadcast& p, const voi
   void* out = dispatch(dtype, [&]<class T>() -> void* {
     const T* av = static_cast<const T*>(a);
     const T* bv = static_cast<const T*>(b);
-    T* y = tape.allocate_elements<T>(p.size());
+    T* y = tape.allocate_value<T>(p.out(), R::name);
     p.for_each([&](std::int64_t o, std::int64_t ia, std::int64_t ib) { y[o] = R::f(av[ia], bv[ib]); });
     return y;
   });
@@ -252,6 +375,7 @@ Tensor binary(const Tensor& t, const Var& v) {
 template <class R, bool c_right>
 struct WithConstant {
   static constexpr const char* name = R::name;
+  static constexpr bool flat = c_right ? R::flat_aa : R::flat_bb;
   static constexpr bool constant_first = !c_right;
   template <class T>
   static T f(T x, T c) {
@@ -261,7 +385,12 @@ struct WithConstant {
   static T df(T x, T y, T c) {
     return c_right ? R::da(x, c, y) : R::db(c, x, y);
   }
+  template <class T>
+  static T d2f(T x, T y, T c) {
+    return c_right ? R::daa(x, c, y) : R::dbb(c, x, y);
+  }
 };
+
 
 template <class R, bool c_right>
 Tensor with_constant(const Tensor& x, double c) {
@@ -278,6 +407,10 @@ struct Add {
   template <class T> static T f(T a, T b) { return a + b; }
   template <class T> static T da(T, T, T) { return T(1); }
   template <class T> static T db(T, T, T) { return T(1); }
+  static constexpr bool flat_aa = true, flat_ab = true, flat_bb = true;  // second derivatives: all 0
+  template <class T> static T daa(T, T, T) { return T(0); }
+  template <class T> static T dab(T, T, T) { return T(0); }
+  template <class T> static T dbb(T, T, T) { return T(0); }
 };
 
 /// a - b.  d/da = 1, d/db = -1.
@@ -288,9 +421,13 @@ struct Sub {
   template <class T> static T f(T a, T b) { return a - b; }
   template <class T> static T da(T, T, T) { return T(1); }
   template <class T> static T db(T, T, T) { return T(-1); }
+  static constexpr bool flat_aa = true, flat_ab = true, flat_bb = true;  // second derivatives: all 0
+  template <class T> static T daa(T, T, T) { return T(0); }
+  template <class T> static T dab(T, T, T) { return T(0); }
+  template <class T> static T dbb(T, T, T) { return T(0); }
 };
 
-/// a · b.  d/da = b, d/db = a.
+/// a · b.  d/da = b, d/db = a; second derivatives: ∂²/∂a∂b = 1, the others 0.
 struct Mul {
   static constexpr const char* name = "mul";
   static constexpr bool commutative = true, partial_is_other = true;
@@ -298,15 +435,24 @@ struct Mul {
   template <class T> static T f(T a, T b) { return a * b; }
   template <class T> static T da(T, T b, T) { return b; }
   template <class T> static T db(T a, T, T) { return a; }
+  static constexpr bool flat_aa = true, flat_ab = false, flat_bb = true;
+  template <class T> static T daa(T, T, T) { return T(0); }
+  template <class T> static T dab(T, T, T) { return T(1); }
+  template <class T> static T dbb(T, T, T) { return T(0); }
 };
 
 /// a / b.  d/da = 1/b, d/db = -a/b² = -y/b.  b = 0 gives ±inf or NaN, as IEEE division does.
+/// Second derivatives: ∂²/∂a² = 0, ∂²/∂a∂b = -1/b², ∂²/∂b² = 2a/b³ = 2y/b².
 struct Div {
   static constexpr const char* name = "div";
   static constexpr bool commutative = false;
   template <class T> static T f(T a, T b) { return a / b; }
   template <class T> static T da(T, T b, T) { return T(1) / b; }
   template <class T> static T db(T, T b, T y) { return -y / b; }
+  static constexpr bool flat_aa = true, flat_ab = false, flat_bb = false;
+  template <class T> static T daa(T, T, T) { return T(0); }
+  template <class T> static T dab(T, T b, T) { return T(-1) / (b * b); }
+  template <class T> static T dbb(T, T b, T y) { return T(2) * y / (b * b); }
 };
 
 // ---- unary rules: value f(x, p) and derivative df(x, y, p) (y = f(x, p)) -------------------------------
@@ -316,6 +462,7 @@ struct Neg {
   static constexpr const char* name = "neg";
   template <class T> static T f(T x, T) { return -x; }
   template <class T> static T df(T, T, T) { return T(-1); }
+  static constexpr bool flat = true;
 };
 
 /// e^x.  d/dx = e^x = y.  Overflows to inf above x ≈ 88.7 (f32) or 709.8 (f64).
@@ -323,6 +470,7 @@ struct Exp {
   static constexpr const char* name = "exp";
   template <class T> static T f(T x, T) { return std::exp(x); }
   template <class T> static T df(T, T y, T) { return y; }
+  template <class T> static T d2f(T, T y, T) { return y; }
 };
 
 /// ln x.  d/dx = 1/x.  x = 0 gives -inf with derivative inf; x < 0 gives NaN.
@@ -330,6 +478,7 @@ struct Log {
   static constexpr const char* name = "log";
   template <class T> static T f(T x, T) { return std::log(x); }
   template <class T> static T df(T x, T, T) { return T(1) / x; }
+  template <class T> static T d2f(T x, T, T) { return T(-1) / (x * x); }
 };
 
 /// √x.  d/dx = 1/(2√x) = 0.5/y.  x = 0 gives derivative inf; x < 0 gives NaN.
@@ -337,6 +486,7 @@ struct Sqrt {
   static constexpr const char* name = "sqrt";
   template <class T> static T f(T x, T) { return std::sqrt(x); }
   template <class T> static T df(T, T y, T) { return T(0.5) / y; }
+  template <class T> static T d2f(T, T y, T) { return T(-0.25) / (y * y * y); }
 };
 
 /// tanh x.  d/dx = 1 - tanh² x = 1 - y².
@@ -344,6 +494,7 @@ struct Tanh {
   static constexpr const char* name = "tanh";
   template <class T> static T f(T x, T) { return std::tanh(x); }
   template <class T> static T df(T, T y, T) { return T(1) - y * y; }
+  template <class T> static T d2f(T, T y, T) { return T(-2) * y * (T(1) - y * y); }
 };
 
 /// σ(x) = 1/(1 + e^-x), computed without overflow for either sign.  d/dx = σ(x)(1 - σ(x)) = y(1 - y).
@@ -355,6 +506,7 @@ struct Sigmoid {
     return e / (T(1) + e);
   }
   template <class T> static T df(T, T y, T) { return y * (T(1) - y); }
+  template <class T> static T d2f(T, T y, T) { return y * (T(1) - y) * (T(1) - T(2) * y); }
 };
 
 /// max(x, 0).  d/dx = 1 for x > 0 and 0 for x ≤ 0 (relu′(0) = 0, as for Var).
@@ -364,6 +516,7 @@ struct Relu {
   template <class T> static T df(T x, T, T) { return x > T(0) ? T(1) : T(0); }
   // g·relu′(x) as a select rather than a product: the loop vectorises, and g passes unchanged.
   template <class T> static T chain(T g, T x, T, T) { return x > T(0) ? g : T(0); }
+  static constexpr bool flat = true;
 };
 
 /// x for x > 0, slope·x otherwise.  d/dx = 1 for x > 0 and slope for x ≤ 0 (the slope at 0).
@@ -372,6 +525,7 @@ struct LeakyRelu {
   static constexpr bool constant_first = false;
   template <class T> static T f(T x, T slope) { return x > T(0) ? x : slope * x; }
   template <class T> static T df(T x, T, T slope) { return x > T(0) ? T(1) : slope; }
+  static constexpr bool flat = true;
 };
 
 /// ln(1 + e^x), computed as max(x, 0) + ln(1 + e^-|x|) so it never overflows.  d/dx = σ(x).
@@ -379,6 +533,10 @@ struct Softplus {
   static constexpr const char* name = "softplus";
   template <class T> static T f(T x, T) { return std::max(x, T(0)) + std::log1p(std::exp(-std::fabs(x))); }
   template <class T> static T df(T x, T, T) { return Sigmoid::f(x, T(0)); }
+  template <class T> static T d2f(T x, T, T) {
+    const T s = Sigmoid::f(x, T(0));
+    return s * (T(1) - s);
+  }
 };
 
 /// |x|.  d/dx = sign(x), and 0 at x = 0 (the subgradient of least norm, as for Var).
@@ -386,6 +544,7 @@ struct Abs {
   static constexpr const char* name = "abs";
   template <class T> static T f(T x, T) { return std::fabs(x); }
   template <class T> static T df(T x, T, T) { return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0)); }
+  static constexpr bool flat = true;
 };
 
 /// x².  d/dx = 2x.
@@ -393,15 +552,20 @@ struct Square {
   static constexpr const char* name = "square";
   template <class T> static T f(T x, T) { return x * x; }
   template <class T> static T df(T x, T, T) { return T(2) * x; }
+  template <class T> static T d2f(T, T, T) { return T(2); }
 };
 
-/// x^p.  d/dx = p·x^(p-1).  At x = 0 with p < 1 the derivative is inf (or NaN); x < 0 with a
+/// x^p.  d/dx = p·x^(p-1), and 0 when p = 0 (x^0 is the constant 1, also at x = 0, where the
+/// formula would give 0·inf = NaN).  At x = 0 with 0 < p < 1 the derivative is inf; x < 0 with a
 /// non-integer p gives NaN.
 struct Pow {
   static constexpr const char* name = "pow";
   static constexpr bool constant_first = false;
   template <class T> static T f(T x, T p) { return std::pow(x, p); }
-  template <class T> static T df(T x, T, T p) { return p * std::pow(x, p - T(1)); }
+  template <class T> static T df(T x, T, T p) { return p == T(0) ? T(0) : p * std::pow(x, p - T(1)); }
+  template <class T> static T d2f(T x, T, T p) {
+    return p == T(0) || p == T(1) ? T(0) : p * (p - T(1)) * std::pow(x, p - T(2));
+  }
 };
 
 }  // namespace

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "autodiff/forward.hpp"
 #include "autodiff/ops/ops.hpp"
 #include "autodiff/ops/record.hpp"
 
@@ -27,7 +28,18 @@ void pick_backward(BackwardContext& c) {
   });
 }
 
-constexpr OpDescriptor pick_op{.name = "pick", .backward = pick_backward};
+/// The picked elements' tangents: ẏ[b] = ẋ[b, labels[b]].
+void pick_tangent(TangentContext& c) {
+  dispatch(c.node().dtype, [&]<class T>() {
+    const T* dx = c.arg_tangent<T>(0);
+    T* dy = c.tangent<T>();
+    const auto [labels, classes] = c.saved<Labels>();
+    for (std::int64_t b = 0, rows = numel(c.node().shape); b < rows; ++b) dy[b] = dx[b * classes + labels[b]];
+  });
+}
+
+constexpr OpDescriptor pick_op{.name = "pick", .backward = pick_backward, .tangent = pick_tangent,
+                               .curvature = no_curvature};
 constexpr OpDescriptor one_hot_op{.name = "one_hot"};  // a constant: nothing flows back
 
 }  // namespace
@@ -71,7 +83,7 @@ Tensor one_hot(Tape& tape, std::span<const std::int32_t> labels, std::int64_t cl
       throw IndexError(fmt::format("one_hot: label {} at position {} is outside [0, {})", labels[b], b, classes));
   const Shape shape = make_shape({rows, classes}, "one_hot");
   void* out = dispatch(dtype, [&]<class T>() -> void* {
-    T* y = tape.allocate_elements<T>(rows * classes);
+    T* y = tape.allocate_value<T>(shape, "one_hot");
     std::fill_n(y, rows * classes, T(0));
     for (std::int64_t b = 0; b < rows; ++b) y[b * classes + labels[b]] = T(1);
     return y;

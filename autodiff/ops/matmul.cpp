@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "autodiff/blas.hpp"
+#include "autodiff/forward.hpp"
 #include "autodiff/ops/ops.hpp"
 #include "autodiff/ops/record.hpp"
 
@@ -53,49 +54,81 @@ Geometry geometry(const Shape& a, const Shape& b, bool ta, bool tb) {
   return g;
 }
 
-/// dA += G·op(B)ᵀ and dB += op(A)ᵀ·G for each product, each written in its operand's stored
-/// orientation: with beta = 1 (rules add), or beta = 0 into a fresh adjoint nothing has flowed
-/// into yet.  A shared operand's adjoint collects every product's contribution.  A transposed
-/// operand's adjoint is the transpose of the above, which BLAS again produces through flags:
-/// ta: dA += op(B)·Gᵀ;  tb: dB += Gᵀ·op(A).
+/// dA += G·op(B)ᵀ for each product, written in A's stored orientation: with beta = 1 (rules add),
+/// or beta = 0 into a fresh adjoint nothing has flowed into yet.  A shared operand's adjoint collects
+/// every product's contribution.  A transposed A's adjoint is the transpose: dA += op(B)·Gᵀ.  With
+/// a batch of 0 no product writes a fresh adjoint, so it is zeroed (na: A's element count).
+template <Element T>
+void product_grad_a(const Geometry& g, const T* dc, const T* b, T* da, bool fresh, std::int64_t na) {
+  if (fresh && g.batch == 0) std::fill_n(da, na, T(0));
+  for (std::int64_t i = 0; i < g.batch; ++i) {
+    const T *gi = dc + i * g.stride_c, *bi = b + i * g.stride_b;
+    T* dai = da + i * g.stride_a;
+    const T beta = fresh && (i == 0 || g.stride_a != 0) ? T(0) : T(1);
+    if (!g.ta)
+      blas::gemm<T>(false, !g.tb, g.m, g.k, g.n, T(1), gi, g.n, bi, g.ldb, beta, dai, g.lda);
+    else
+      blas::gemm<T>(g.tb, true, g.k, g.m, g.n, T(1), bi, g.ldb, gi, g.n, beta, dai, g.lda);
+  }
+}
+
+/// dB += op(A)ᵀ·G for each product, in B's stored orientation (tb: dB += Gᵀ·op(A)); as above.
+template <Element T>
+void product_grad_b(const Geometry& g, const T* dc, const T* a, T* db, bool fresh, std::int64_t nb) {
+  if (fresh && g.batch == 0) std::fill_n(db, nb, T(0));
+  for (std::int64_t i = 0; i < g.batch; ++i) {
+    const T *gi = dc + i * g.stride_c, *ai = a + i * g.stride_a;
+    T* dbi = db + i * g.stride_b;
+    const T beta = fresh && (i == 0 || g.stride_b != 0) ? T(0) : T(1);
+    if (!g.tb)
+      blas::gemm<T>(!g.ta, false, g.k, g.n, g.m, T(1), ai, g.lda, gi, g.n, beta, dbi, g.ldb);
+    else
+      blas::gemm<T>(true, g.ta, g.n, g.k, g.m, T(1), gi, g.n, ai, g.lda, beta, dbi, g.ldb);
+  }
+}
+
+/// C (+)= op(A)·op(B) product by product (beta 0 or 1).
+template <Element T>
+void product(const Geometry& g, const T* a, const T* b, T* c, T beta) {
+  for (std::int64_t i = 0; i < g.batch; ++i)
+    blas::gemm<T>(g.ta, g.tb, g.m, g.n, g.k, T(1), a + i * g.stride_a, g.lda, b + i * g.stride_b, g.ldb, beta,
+                  c + i * g.stride_c, g.n);
+}
+
+/// dA += G·op(B)ᵀ and dB += op(A)ᵀ·G (see product_grad_a and product_grad_b).
 void matmul_backward(BackwardContext& c) {
   const Transposes& t = c.saved<Transposes>();
   const Geometry g = geometry(c.arg_shape(0), c.arg_shape(1), t.a, t.b);
   dispatch(c.node().dtype, [&]<class T>() {
     const T* dc = c.grad<T>();
-    const T* a = c.arg_value<T>(0);
-    const T* b = c.arg_value<T>(1);
-    // beta = 0 writes a fresh (uninitialised) adjoint outright; once written, products add.  A shared
-    // operand (stride 0) is fresh only for the first product of the batch.  With a batch of 0 no
-    // product writes it, so a fresh shared adjoint is zeroed here.
-    const auto zero_if_unwritten = [&](T* d, bool fresh, std::size_t k) {
-      if (fresh && g.batch == 0) std::fill_n(d, numel(c.arg_shape(k)), T(0));
-    };
     bool fresh = false;
-    if (T* da = c.arg_grad_or_fresh<T>(0, fresh)) {
-      zero_if_unwritten(da, fresh, 0);
-      for (std::int64_t i = 0; i < g.batch; ++i) {
-        const T *gi = dc + i * g.stride_c, *bi = b + i * g.stride_b;
-        T* dai = da + i * g.stride_a;
-        const T beta = fresh && (i == 0 || g.stride_a != 0) ? T(0) : T(1);
-        if (!g.ta)
-          blas::gemm<T>(false, !g.tb, g.m, g.k, g.n, T(1), gi, g.n, bi, g.ldb, beta, dai, g.lda);
-        else
-          blas::gemm<T>(g.tb, true, g.k, g.m, g.n, T(1), bi, g.ldb, gi, g.n, beta, dai, g.lda);
-      }
-    }
-    if (T* db = c.arg_grad_or_fresh<T>(1, fresh)) {
-      zero_if_unwritten(db, fresh, 1);
-      for (std::int64_t i = 0; i < g.batch; ++i) {
-        const T *gi = dc + i * g.stride_c, *ai = a + i * g.stride_a;
-        T* dbi = db + i * g.stride_b;
-        const T beta = fresh && (i == 0 || g.stride_b != 0) ? T(0) : T(1);
-        if (!g.tb)
-          blas::gemm<T>(!g.ta, false, g.k, g.n, g.m, T(1), ai, g.lda, gi, g.n, beta, dbi, g.ldb);
-        else
-          blas::gemm<T>(true, g.ta, g.n, g.k, g.m, T(1), gi, g.n, ai, g.lda, beta, dbi, g.ldb);
-      }
-    }
+    if (T* da = c.arg_grad_or_fresh<T>(0, fresh)) product_grad_a(g, dc, c.arg_value<T>(1), da, fresh, numel(c.arg_shape(0)));
+    if (T* db = c.arg_grad_or_fresh<T>(1, fresh)) product_grad_b(g, dc, c.arg_value<T>(0), db, fresh, numel(c.arg_shape(1)));
+  });
+}
+
+/// Tangent of C = op(A)·op(B): Ċ = op(Ȧ)·op(B) + op(A)·op(Ḃ) (a zero tangent's product skipped).
+void matmul_tangent(TangentContext& c) {
+  const Transposes& t = c.saved<Transposes>();
+  const Geometry g = geometry(c.arg_shape(0), c.arg_shape(1), t.a, t.b);
+  dispatch(c.node().dtype, [&]<class T>() {
+    T* dc = c.tangent<T>();
+    if (const T* da = c.arg_tangent<T>(0)) product(g, da, c.arg_value<T>(1), dc, T(1));
+    if (const T* db = c.arg_tangent<T>(1)) product(g, c.arg_value<T>(0), db, dc, T(1));
+  });
+}
+
+/// Curvature: the backward products are bilinear, so with G fixed they move by dA += G·op(Ḃ)ᵀ and
+/// dB += op(Ȧ)ᵀ·G: the backward rule itself with the tangents in place of the values.
+void matmul_curvature(CurvatureContext& c) {
+  const Transposes& t = c.saved<Transposes>();
+  const Geometry g = geometry(c.arg_shape(0), c.arg_shape(1), t.a, t.b);
+  dispatch(c.node().dtype, [&]<class T>() {
+    const T* dc = c.grad<T>();
+    const T* ta = c.arg_tangent<T>(0);
+    const T* tb = c.arg_tangent<T>(1);
+    if (T* ra = c.arg_rgrad<T>(0); ra && tb) product_grad_a(g, dc, tb, ra, false, numel(c.arg_shape(0)));
+    if (T* rb = c.arg_rgrad<T>(1); rb && ta) product_grad_b(g, dc, ta, rb, false, numel(c.arg_shape(1)));
   });
 }
 
@@ -108,8 +141,25 @@ void linear_backward(BackwardContext& c) {
     if (!db) return;
     const T* g = c.grad<T>();
     const std::int64_t rows = c.node().shape[0], cols = c.node().shape[1];
+    // Column ranges over the threads, each summing its columns over every row.
+    backend::parallel_for(cols, std::max<std::int64_t>(1, ops::elementwise_grain / std::max<std::int64_t>(rows, 1)),
+                          [&](std::int64_t j0, std::int64_t j1) {
+                            for (std::int64_t r = 0; r < rows; ++r)
+                              for (std::int64_t j = j0; j < j1; ++j) db[j] += g[r * cols + j];
+                          });
+  });
+}
+
+/// Tangent of z = x·Wᵀ + b: ż = ẋ·Wᵀ + x·Ẇᵀ + ḃ (added to every row).
+void linear_tangent(TangentContext& c) {
+  matmul_tangent(c);
+  dispatch(c.node().dtype, [&]<class T>() {
+    const T* db = c.arg_tangent<T>(2);
+    if (!db) return;
+    T* dz = c.tangent<T>();
+    const std::int64_t rows = c.node().shape[0], cols = c.node().shape[1];
     for (std::int64_t r = 0; r < rows; ++r)
-      for (std::int64_t j = 0; j < cols; ++j) db[j] += g[r * cols + j];
+      for (std::int64_t j = 0; j < cols; ++j) dz[r * cols + j] += db[j];
   });
 }
 
@@ -171,8 +221,11 @@ void linear_explain(const ExplainQuery& q, Explanation& ex) {
     ex.products.push_back({.factor = 1.0, .adjoint_element = r * cols + q.element});
 }
 
-constexpr OpDescriptor matmul_op{.name = "matmul", .backward = matmul_backward, .explain = matmul_explain};
-constexpr OpDescriptor linear_op{.name = "linear", .backward = linear_backward, .explain = linear_explain};
+constexpr OpDescriptor matmul_op{.name = "matmul", .backward = matmul_backward, .tangent = matmul_tangent,
+                                 .curvature = matmul_curvature, .explain = matmul_explain};
+// The bias term of linear's backward rule reads no value: its curvature is matmul's.
+constexpr OpDescriptor linear_op{.name = "linear", .backward = linear_backward, .tangent = linear_tangent,
+                                 .curvature = matmul_curvature, .explain = linear_explain};
 
 std::string transposed(const Tensor& t, const char* fallback, bool flag) {
   return ops::operand(t, fallback) + (flag ? "^T" : "");
@@ -213,18 +266,17 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose
   return dispatch(a.dtype(), [&]<class T>() {
     const T* av = static_cast<const T*>(a.node().data);
     const T* bv = static_cast<const T*>(b.node().data);
-    T* cv = tape.allocate_elements<T>(numel(out));
-    for (std::int64_t i = 0; i < g.batch; ++i)
-      blas::gemm<T>(g.ta, g.tb, g.m, g.n, g.k, T(1), av + i * g.stride_a, g.lda, bv + i * g.stride_b, g.ldb, T(0),
-                    cv + i * g.stride_c, g.n);
+    T* cv = tape.allocate_value<T>(out, op);
+    product(g, av, bv, cv, T(0));
     return ops::record_tensor(tape, matmul_op, a.dtype(), out, cv, {a.index(), b.index()},
                               Transposes{transpose_a, transpose_b});
   });
 }
 
 /// z = x·Wᵀ + b in one entry: the seed's z^(l) = W^(l) x^(l) + b^(l) for a batch x [B, in] with one
-/// sample a row, W [out, in] and b [out]; z is [B, out].  The bias rows are written first and the
-/// product added onto them by BLAS (beta = 1), so z costs one pass.
+/// sample a row, W [out, in] and b [out]; z is [B, out].  blas::linear_forward adds the bias inside
+/// the product (oneDNN), or writes the bias rows first and adds the product onto them (OpenBLAS),
+/// so z costs one pass.
 /// Derivative, with upstream adjoint G = ∂J/∂z:  dx = G·W,  dW = Gᵀ·x,  db = Σ_rows G.
 /// Throws ShapeError unless x is 2-D, W is 2-D with W's columns equal to x's columns, and b has
 /// W's row count; DTypeError for mixed element types.
@@ -244,9 +296,8 @@ Tensor linear(const Tensor& x, const Tensor& W, const Tensor& b) {
     const T* xv = static_cast<const T*>(x.node().data);
     const T* wv = static_cast<const T*>(W.node().data);
     const T* bv = static_cast<const T*>(b.node().data);
-    T* z = tape.allocate_elements<T>(rows * out);
-    for (std::int64_t r = 0; r < rows; ++r) std::copy_n(bv, out, z + r * out);
-    blas::gemm<T>(false, true, rows, out, in, T(1), xv, in, wv, in, T(1), z, out);
+    T* z = tape.allocate_value<T>(Shape{rows, out}, "linear");
+    blas::linear_forward<T>(rows, out, in, xv, wv, bv, z);
     // The flags matmul_backward reads: x as stored, W transposed.
     return ops::record_tensor(tape, linear_op, x.dtype(), Shape{rows, out}, z, {x.index(), W.index(), b.index()},
                               Transposes{false, true});

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "autodiff/ops/axis.hpp"
+#include "autodiff/forward.hpp"
 #include "autodiff/ops/ops.hpp"
 #include "autodiff/ops/record.hpp"
 
@@ -125,11 +126,53 @@ void max_backward(BackwardContext& c) {
   });
 }
 
-constexpr OpDescriptor sum_all_op{.name = "sum", .backward = sum_all_backward};
-constexpr OpDescriptor mean_all_op{.name = "mean", .backward = sum_all_backward};
-constexpr OpDescriptor sum_axis_op{.name = "sum", .backward = sum_axis_backward, .params = reduction_params};
-constexpr OpDescriptor mean_axis_op{.name = "mean", .backward = sum_axis_backward, .params = reduction_params};
-constexpr OpDescriptor max_op{.name = "max", .backward = max_backward, .params = argmax_params};
+/// Tangent of y = c · Σ x: ẏ = c · Σ ẋ (accumulated in double).
+void sum_all_tangent(TangentContext& c) {
+  dispatch(c.node().dtype, [&]<class T>() {
+    const T* dx = c.arg_tangent<T>(0);
+    double acc = 0.0;
+    for (std::int64_t i = 0, n = numel(c.arg_shape(0)); i < n; ++i) acc += static_cast<double>(dx[i]);
+    c.tangent<T>()[0] = static_cast<T>(c.saved<Reduction>().scale * acc);
+  });
+}
+
+/// Tangent of a sum (or mean) over an axis: the same reduction of ẋ.
+void sum_axis_tangent(TangentContext& c) {
+  dispatch(c.node().dtype, [&]<class T>() {
+    const T* dx = c.arg_tangent<T>(0);
+    T* dy = c.tangent<T>();
+    const Reduction& r = c.saved<Reduction>();
+    const ops::AxisSplit s = ops::split_at_axis(c.arg_shape(0), static_cast<std::size_t>(r.axis));
+    for (std::int64_t o = 0; o < s.outer; ++o)
+      for (std::int64_t i = 0; i < s.inner; ++i) {
+        double acc = 0.0;
+        for (std::int64_t k = 0; k < s.n; ++k) acc += static_cast<double>(dx[(o * s.n + k) * s.inner + i]);
+        dy[o * s.inner + i] = static_cast<T>(r.scale * acc);
+      }
+  });
+}
+
+/// Tangent of the maximum: the chosen element's tangent, ẏ[j] = ẋ[argmax j].
+void max_tangent(TangentContext& c) {
+  dispatch(c.node().dtype, [&]<class T>() {
+    const T* dx = c.arg_tangent<T>(0);
+    T* dy = c.tangent<T>();
+    const std::int64_t* where = c.saved<Argmax>().where;
+    for (std::int64_t j = 0, n = numel(c.node().shape); j < n; ++j) dy[j] = dx[where[j]];
+  });
+}
+
+// Every backward rule here reads only the adjoint and saved indices: no curvature.
+constexpr OpDescriptor sum_all_op{.name = "sum", .backward = sum_all_backward, .tangent = sum_all_tangent,
+                                  .curvature = no_curvature};
+constexpr OpDescriptor mean_all_op{.name = "mean", .backward = sum_all_backward, .tangent = sum_all_tangent,
+                                   .curvature = no_curvature};
+constexpr OpDescriptor sum_axis_op{.name = "sum", .backward = sum_axis_backward, .tangent = sum_axis_tangent,
+                                   .curvature = no_curvature, .params = reduction_params};
+constexpr OpDescriptor mean_axis_op{.name = "mean", .backward = sum_axis_backward, .tangent = sum_axis_tangent,
+                                    .curvature = no_curvature, .params = reduction_params};
+constexpr OpDescriptor max_op{.name = "max", .backward = max_backward, .tangent = max_tangent,
+                              .curvature = no_curvature, .params = argmax_params};
 
 }  // namespace
 

@@ -3,6 +3,7 @@
 
 #include <fmt/ranges.h>
 
+#include "autodiff/forward.hpp"
 #include "autodiff/ops/ops.hpp"
 #include "autodiff/ops/record.hpp"
 
@@ -44,8 +45,25 @@ void reshape_backward(BackwardContext& c) {
   });
 }
 
-constexpr OpDescriptor transpose_op{.name = "transpose", .backward = transpose_backward};
-constexpr OpDescriptor reshape_op{.name = "reshape", .backward = reshape_backward};
+/// The transpose's tangent is the argument's tangent transposed.
+void transpose_tangent(TangentContext& c) {
+  dispatch(c.node().dtype, [&]<class T>() {
+    const Shape& s = c.arg_shape(0);  // [..., rows, cols]: the argument
+    const std::int64_t rows = s[s.size() - 2], cols = s[s.size() - 1];
+    transpose_into<false>(c.tangent<T>(), c.arg_tangent<T>(0), numel(s) / std::max<std::int64_t>(rows * cols, 1), rows,
+                          cols);
+  });
+}
+
+/// A reshape's tangent is its argument's, read under the new shape (shared, like the value).
+void reshape_tangent(TangentContext& c) {
+  dispatch(c.node().dtype, [&]<class T>() { c.alias_tangent(const_cast<T*>(c.arg_tangent<T>(0))); });
+}
+
+constexpr OpDescriptor transpose_op{.name = "transpose", .backward = transpose_backward, .tangent = transpose_tangent,
+                                    .curvature = no_curvature};
+constexpr OpDescriptor reshape_op{.name = "reshape", .backward = reshape_backward, .tangent = reshape_tangent,
+                                  .curvature = no_curvature};
 
 }  // namespace
 
@@ -92,6 +110,8 @@ Tensor reshape(const Tensor& x, std::span<const std::int64_t> dims) {
                                         "may be otherwise negative",
                                         requested(), ops::describe_operand(x, "x")));
     } else {
+      if (dims[k] > 0 && known > max_elements / dims[k])  // known * dims[k] would pass the cap (or overflow)
+        throw ShapeError(fmt::format("reshape: {} has more than {} (2^48) elements", requested(), max_elements));
       known *= dims[k];
     }
     shape.push_back(dims[k]);
@@ -102,6 +122,7 @@ Tensor reshape(const Tensor& x, std::span<const std::int64_t> dims) {
       throw ShapeError(fmt::format("reshape: cannot view {} as {}", ops::describe_operand(x, "x"), requested()));
     shape[static_cast<std::size_t>(free_dim)] = n / known;
   }
+  check_shape(shape, "reshape");
   if (numel(shape) != n)
     throw ShapeError(fmt::format("reshape: cannot view {} ({} elements) as {} ({} elements)",
                                  ops::describe_operand(x, "x"), n, requested(), numel(shape)));

@@ -1,0 +1,434 @@
+// Forward mode and second order: every op's tangent rule against central differences and against
+// reverse mode, every op's curvature rule through Hessian-vector products against differences of
+// gradients, Hessians (symmetry, closed forms), Jacobians, and the errors.
+#include <algorithm>
+#include <cmath>
+#include <set>
+#include <string>
+
+#include <doctest/doctest.h>
+
+#include "autodiff/autodiff.hpp"
+#include "autodiff/forward.hpp"
+#include "autodiff/ops/record.hpp"
+#include "autodiff/second_order.hpp"
+#include "second_order.hpp"
+
+using namespace ad;
+using jacobian::random;
+using second_order::Build;
+using second_order::Inputs;
+
+namespace {
+
+struct OpCase {
+  const char* name;  ///< the ops it records, for messages
+  Build build;
+  Inputs inputs;
+};
+
+const std::int32_t labels3[] = {2, 0, 1};
+
+/// One case per op and per operand form (tensor ⊗ tensor, broadcast, with a Var, with a constant,
+/// transposed and batched products...): together they record every tensor op descriptor.
+std::vector<OpCase> op_cases() {
+  using S = std::span<const Tensor>;
+  const auto pos = [](std::initializer_list<std::int64_t> s, unsigned seed) { return random(s, seed, 0.5, 2.0); };
+  return {
+      {"add", [](Tape&, S x) { return x[0] + x[1]; }, {random({2, 3}, 1), random({2, 3}, 2)}},
+      {"add broadcast", [](Tape&, S x) { return x[0] + x[1]; }, {random({2, 3}, 1), random({3}, 2)}},
+      {"sub broadcast", [](Tape&, S x) { return x[0] - x[1]; }, {random({2, 1}, 3), random({1, 3}, 4)}},
+      {"mul", [](Tape&, S x) { return x[0] * x[1]; }, {random({2, 3}, 5), random({2, 3}, 6)}},
+      {"mul broadcast", [](Tape&, S x) { return x[0] * x[1]; }, {random({2, 3}, 5), random({2, 1}, 6)}},
+      {"div", [](Tape&, S x) { return x[0] / x[1]; }, {random({2, 3}, 7), pos({2, 3}, 8)}},
+      {"div broadcast", [](Tape&, S x) { return x[0] / x[1]; }, {random({2, 3}, 7), pos({3}, 8)}},
+      {"add var", [](Tape&, S x) { return x[0] + to_var(x[1]); }, {random({2, 3}, 9), random({}, 10)}},
+      {"var sub", [](Tape&, S x) { return to_var(x[1]) - x[0]; }, {random({2, 3}, 9), random({}, 10)}},
+      {"mul var", [](Tape&, S x) { return x[0] * to_var(x[1]); }, {random({2, 3}, 11), random({}, 12)}},
+      {"var mul", [](Tape&, S x) { return to_var(x[1]) * x[0]; }, {random({2, 3}, 11), random({}, 12)}},
+      {"div var", [](Tape&, S x) { return x[0] / to_var(x[1]); }, {random({2, 3}, 13), pos({}, 14)}},
+      {"var div", [](Tape&, S x) { return to_var(x[1]) / x[0]; }, {pos({2, 3}, 13), random({}, 14)}},
+      {"constants", [](Tape&, S x) { return (2.0 - ((x[0] + 1.5) * 3.0 - 0.5) / 4.0) * 0.5 + 1.0; },
+       {random({2, 3}, 15)}},
+      {"constant over", [](Tape&, S x) { return 2.0 / x[0]; }, {pos({2, 3}, 16)}},
+      {"neg", [](Tape&, S x) { return -x[0]; }, {random({4}, 17)}},
+      {"exp", [](Tape&, S x) { return exp(x[0]); }, {random({4}, 18)}},
+      {"log", [](Tape&, S x) { return log(x[0]); }, {pos({4}, 19)}},
+      {"sqrt", [](Tape&, S x) { return sqrt(x[0]); }, {pos({4}, 20)}},
+      {"tanh", [](Tape&, S x) { return tanh(x[0]); }, {random({4}, 21)}},
+      {"sigmoid", [](Tape&, S x) { return sigmoid(x[0]); }, {random({4}, 22, -3.0, 3.0)}},
+      {"relu", [](Tape&, S x) { return relu(x[0]); }, {random({6}, 23)}},
+      {"leaky_relu", [](Tape&, S x) { return leaky_relu(x[0], 0.1); }, {random({6}, 24)}},
+      {"softplus", [](Tape&, S x) { return softplus(x[0]); }, {random({4}, 25, -3.0, 3.0)}},
+      {"abs", [](Tape&, S x) { return abs(x[0]); }, {random({6}, 26)}},
+      {"square", [](Tape&, S x) { return square(x[0]); }, {random({4}, 27)}},
+      {"pow", [](Tape&, S x) { return pow(x[0], 2.5); }, {pos({4}, 28)}},
+      {"matmul", [](Tape&, S x) { return matmul(x[0], x[1]); }, {random({2, 3}, 29), random({3, 4}, 30)}},
+      {"matmul transposed", [](Tape&, S x) { return matmul(x[0], x[1], true, true); },
+       {random({3, 2}, 31), random({4, 3}, 32)}},
+      {"matmul batched", [](Tape&, S x) { return matmul(x[0], x[1]); }, {random({2, 2, 3}, 33), random({2, 3, 2}, 34)}},
+      {"matmul shared", [](Tape&, S x) { return matmul(x[0], x[1], false, true); },
+       {random({2, 3}, 35), random({2, 4, 3}, 36)}},
+      {"linear", [](Tape&, S x) { return linear(x[0], x[1], x[2]); },
+       {random({3, 4}, 37), random({2, 4}, 38), random({2}, 39)}},
+      {"transpose", [](Tape&, S x) { return transpose(x[0]); }, {random({2, 3}, 40)}},
+      {"reshape", [](Tape&, S x) { return reshape(x[0], {3, -1}); }, {random({2, 3}, 41)}},
+      {"sum", [](Tape&, S x) { return sum(x[0]); }, {random({2, 3}, 42)}},
+      {"sum axis", [](Tape&, S x) { return sum(x[0], 0); }, {random({2, 3}, 43)}},
+      {"mean", [](Tape&, S x) { return mean(x[0]); }, {random({2, 3}, 44)}},
+      {"mean axis", [](Tape&, S x) { return mean(x[0], -1, true); }, {random({2, 3}, 45)}},
+      {"max axis", [](Tape&, S x) { return max(x[0], 1); }, {random({3, 4}, 46)}},
+      {"softmax", [](Tape&, S x) { return softmax(x[0]); }, {random({2, 4}, 47, -2.0, 2.0)}},
+      {"softmax axis 0", [](Tape&, S x) { return softmax(x[0], 0); }, {random({3, 2}, 48, -2.0, 2.0)}},
+      {"log_softmax", [](Tape&, S x) { return log_softmax(x[0]); }, {random({2, 4}, 49, -2.0, 2.0)}},
+      {"pick", [](Tape&, S x) { return pick(x[0], labels3); }, {random({3, 4}, 50)}},
+      {"element", [](Tape&, S x) { return x[1] * element(x[0], {1, 2}); }, {random({2, 3}, 51), random({2}, 52)}},
+  };
+}
+
+/// loss = Σ c ⊙ y + Σ y ⊙ y: the second term's adjoint moves along v, so both the op's backward
+/// rule applied to R(adjoint) and its curvature rule are exercised.
+Build loss_of(const Build& op) {
+  return [op](Tape& tape, std::span<const Tensor> x) {
+    const Tensor y = op(tape, x);
+    const Tensor c = tape.constant(random({}, 99, 0.5, 1.0));
+    return sum(y * c) + sum(y * y);
+  };
+}
+
+}  // namespace
+
+TEST_CASE("second-order: every tensor op has a tangent rule and a curvature rule") {
+  std::set<std::string> names;
+  for (const auto& c : op_cases())
+    for (const OpDescriptor* d : second_order::recorded_ops(c.build, c.inputs)) {
+      INFO(c.name, ": ", d->name);
+      CHECK(static_cast<bool>(d->tangent));
+      CHECK(static_cast<bool>(d->curvature));
+      names.insert(d->name);
+    }
+  // Every tensor op of autodiff/ops/ops.hpp and the scalar views of tensors.
+  for (const char* op : {"add", "sub", "mul", "div", "neg", "exp", "log", "sqrt", "tanh", "sigmoid", "relu",
+                         "leaky_relu", "softplus", "abs", "square", "pow", "matmul", "linear", "transpose", "reshape",
+                         "sum", "mean", "max", "softmax", "log_softmax", "pick", "element", "to_var"})
+    CHECK_MESSAGE(names.count(op) == 1, op);
+}
+
+TEST_CASE("second-order: tangent rules of element-wise ops against central differences and reverse mode") {
+  for (const auto& c : op_cases()) {
+    const std::string n = c.name;
+    if (n.find("matmul") != std::string::npos || n == "linear" || n == "transpose" || n == "reshape" ||
+        n.find("sum") == 0 || n.find("mean") == 0 || n.find("max") == 0 || n.find("softmax") != std::string::npos ||
+        n == "pick" || n == "element")
+      continue;
+    INFO(c.name);
+    second_order::check_tangent(c.build, c.inputs);
+  }
+}
+
+TEST_CASE("second-order: tangent rules of matmul, linear, shape, reduction, softmax and index ops") {
+  for (const auto& c : op_cases()) {
+    const std::string n = c.name;
+    if (!(n.find("matmul") != std::string::npos || n == "linear" || n == "transpose" || n == "reshape" ||
+          n.find("sum") == 0 || n.find("mean") == 0 || n.find("max") == 0 || n.find("softmax") != std::string::npos ||
+          n == "pick" || n == "element"))
+      continue;
+    INFO(c.name);
+    second_order::check_tangent(c.build, c.inputs);
+  }
+}
+
+TEST_CASE("second-order: curvature rules of every tensor op, Hessian-vector products against differences of gradients") {
+  for (const auto& c : op_cases()) {
+    INFO(c.name);
+    second_order::check_hvp(loss_of(c.build), c.inputs);
+  }
+}
+
+// ---- scalar op codes -----------------------------------------------------------------------------------
+
+namespace {
+
+using ScalarBuild = std::function<Var(std::span<const Var>)>;
+
+struct ScalarCase {
+  Op op;  ///< the op code the case records last
+  ScalarBuild build;
+  std::vector<double> x;
+};
+
+std::vector<ScalarCase> scalar_cases() {
+  using S = std::span<const Var>;
+  return {
+      {Op::add, [](S x) { return Var(x[0] + x[1]); }, {0.3, -0.7}},
+      {Op::sub, [](S x) { return Var(x[0] - x[1]); }, {0.3, -0.7}},
+      {Op::mul, [](S x) { return Var(x[0] * x[1]); }, {0.3, -0.7}},
+      {Op::div, [](S x) { return Var(x[0] / x[1]); }, {0.3, -0.7}},
+      {Op::neg, [](S x) { return Var(-x[0]); }, {0.3}},
+      {Op::add_c, [](S x) { return Var(x[0] + 2.0); }, {0.3}},
+      {Op::sub_c, [](S x) { return Var(x[0] - 2.0); }, {0.3}},
+      {Op::rsub_c, [](S x) { return Var(2.0 - x[0]); }, {0.3}},
+      {Op::mul_c, [](S x) { return Var(x[0] * 3.0); }, {0.3}},
+      {Op::div_c, [](S x) { return Var(x[0] / 3.0); }, {0.3}},
+      {Op::rdiv_c, [](S x) { return Var(3.0 / x[0]); }, {0.6}},
+      {Op::pow, [](S x) { return Var(pow(x[0], x[1])); }, {1.3, 1.7}},
+      {Op::pow_c, [](S x) { return Var(pow(x[0], 2.5)); }, {1.3}},
+      {Op::rpow_c, [](S x) { return Var(pow(2.5, x[0])); }, {0.4}},
+      {Op::exp, [](S x) { return Var(exp(x[0])); }, {0.4}},
+      {Op::log, [](S x) { return Var(log(x[0])); }, {0.4}},
+      {Op::log1p, [](S x) { return Var(log1p(x[0])); }, {0.4}},
+      {Op::sqrt, [](S x) { return Var(sqrt(x[0])); }, {0.4}},
+      {Op::sin, [](S x) { return Var(sin(x[0])); }, {0.4}},
+      {Op::cos, [](S x) { return Var(cos(x[0])); }, {0.4}},
+      {Op::tan, [](S x) { return Var(tan(x[0])); }, {0.4}},
+      {Op::tanh, [](S x) { return Var(tanh(x[0])); }, {0.4}},
+      {Op::sigmoid, [](S x) { return Var(sigmoid(x[0])); }, {0.4}},
+      {Op::relu, [](S x) { return Var(relu(x[0])); }, {0.4}},
+      {Op::abs, [](S x) { return Var(abs(x[0])); }, {-0.4}},
+      {Op::softplus, [](S x) { return Var(softplus(x[0])); }, {-0.4}},
+      {Op::square, [](S x) { return Var(square(x[0])); }, {-0.4}},
+      {Op::min, [](S x) { return Var(min(x[0], x[1])); }, {0.3, -0.7}},
+      {Op::max, [](S x) { return Var(max(x[0], x[1])); }, {0.3, -0.7}},
+      // Fused: one `expr` entry over two Vars (with fusion on).
+      {Op::expr, [](S x) { return Var(tanh(x[0] * x[1]) + exp(x[0]) / x[1]); }, {0.3, -0.7}},
+  };
+}
+
+/// y(x + εu) for the scalar case.
+double scalar_value(const ScalarBuild& f, const std::vector<double>& x, const std::vector<double>& u, double eps) {
+  Tape t;
+  std::vector<Var> v;
+  for (std::size_t k = 0; k < x.size(); ++k) v.push_back(t.variable(x[k] + eps * u[k]));
+  return f(v).value();
+}
+
+}  // namespace
+
+TEST_CASE("second-order: every scalar op code is covered, and its tangent matches differences and reverse mode") {
+  std::set<Op> covered;
+  for (const auto& c : scalar_cases()) {
+    INFO(op_name(c.op), " (code ", static_cast<int>(c.op), ")");
+    Tape tape;
+    std::vector<Var> x;
+    for (double v : c.x) x.push_back(tape.variable(v));
+    const Var y = c.build(x);
+    CHECK(tape.op(y.index()) == c.op);
+    covered.insert(c.op);
+    const std::vector<double> u = {0.6, -1.1};
+    std::vector<Direction> d;
+    for (std::size_t k = 0; k < x.size(); ++k) d.emplace_back(x[k], u[k]);
+    const double dy = jvp(tape, y, d);
+    const Difference fd = central_difference([&](double e) { return scalar_value(c.build, c.x, u, e); }, 0.0,
+                                             std::fabs(y.value()));
+    const JacobianElement e = compare(dy, fd, DType::f64);
+    CHECK_MESSAGE(e.error <= e.allowed, fmt::format("jvp {:.17g}, central difference {:.17g}", dy, fd.value));
+    const Gradients g = tape.gradient(y);
+    double reverse = 0.0;
+    for (std::size_t k = 0; k < x.size(); ++k) reverse += g[x[k]] * u[k];
+    CHECK(dy == doctest::Approx(reverse).epsilon(1e-14));
+  }
+  // Every op code but the structural ones (sink, leaf, rule).
+  for (int k = 0; k < static_cast<int>(Op::count_); ++k) {
+    const Op op = static_cast<Op>(k);
+    if (op == Op::sink || op == Op::leaf || op == Op::rule) continue;
+    CHECK_MESSAGE(covered.count(op) == 1, op_name(op));
+  }
+}
+
+TEST_CASE("second-order: scalar op codes, Hessian-vector products against differences of gradients") {
+  for (const auto& c : scalar_cases()) {
+    INFO(op_name(c.op));
+    const std::vector<double> v = {0.6, -1.1};
+    // loss = y² + y·x0: the second derivative of the op enters through 2 y y''.
+    const auto loss = [&](Tape& t, const std::vector<Var>& x) {
+      const Var y = c.build(x);
+      return Var(y * y + y * x[0]);
+    };
+    Tape tape;
+    tape.set_fusion(false);
+    std::vector<Var> x;
+    for (double val : c.x) x.push_back(tape.variable(val));
+    const Var l = loss(tape, x);
+    std::vector<Direction> d;
+    for (std::size_t k = 0; k < x.size(); ++k) d.emplace_back(x[k], v[k]);
+    const Gradients hv = hvp(tape, l, d);
+    for (std::size_t k = 0; k < x.size(); ++k) {
+      const auto grad_k = [&](double eps) {
+        Tape t;
+        std::vector<Var> xs;
+        for (std::size_t j = 0; j < c.x.size(); ++j) xs.push_back(t.variable(c.x[j] + eps * v[j]));
+        return t.gradient(loss(t, xs))[xs[k]];
+      };
+      const Difference fd = central_difference(grad_k, 0.0, 10.0);
+      const JacobianElement e = compare(hv[x[k]], fd, DType::f64);
+      CHECK_MESSAGE(e.error <= e.allowed, fmt::format("(H v)[{}]: hvp {:.17g}, difference {:.17g}", k, hv[x[k]], fd.value));
+    }
+  }
+}
+
+TEST_CASE("second-order: a fused scalar expression has no second derivatives: hvp throws MissingRuleError") {
+  Tape tape;
+  const Var x = tape.variable(0.5), y = tape.variable(2.0);
+  const Var f = tanh(x * y) + exp(x) / y;
+  REQUIRE(tape.op(f.index()) == Op::expr);
+  CHECK_THROWS_WITH_AS(hvp(tape, f, {{x, 1.0}}), doctest::Contains("expr"), MissingRuleError);
+  CHECK_THROWS_WITH_AS(hvp(tape, f, {{x, 1.0}}), doctest::Contains("set_fusion(false)"), MissingRuleError);
+  // Forward mode needs only the total partials: fine.
+  CHECK(jvp(tape, f, {{x, 1.0}}) == doctest::Approx(tape.gradient(f)[x]).epsilon(1e-15));
+}
+
+TEST_CASE("second-order: an op without a tangent or curvature rule is named by the error") {
+  static constexpr OpDescriptor no_rules{.name = "my_op", .backward = [](BackwardContext&) {}};
+  Tape tape;
+  const Array<double> a = random({3}, 1);
+  const Tensor x = tape.leaf(a);
+  void* data = tape.allocate_elements<double>(3);
+  std::copy_n(a.data(), 3, static_cast<double*>(data));
+  const Tensor y = ops::record_tensor(tape, no_rules, DType::f64, Shape{3}, data, {x.index()});
+  const Tensor l = sum(y * y);
+  CHECK_THROWS_WITH_AS(jvp(tape, l, {{x, a}}), doctest::Contains("'my_op'"), MissingRuleError);
+  CHECK_THROWS_WITH_AS(jvp(tape, l, {{x, a}}), doctest::Contains("no tangent rule"), MissingRuleError);
+  // With a tangent rule but no curvature rule, hvp names the missing one.
+  static constexpr OpDescriptor tangent_only{
+      .name = "my_identity", .backward = [](BackwardContext& c) {
+        double* dx = c.arg_grad<double>(0);
+        for (int i = 0; i < 3; ++i) dx[i] += c.grad<double>()[i];
+      },
+      .tangent = [](TangentContext& c) {
+        for (int i = 0; i < 3; ++i) c.tangent<double>()[i] = c.arg_tangent<double>(0)[i];
+      }};
+  Tape t2;
+  const Tensor x2 = t2.leaf(a);
+  void* d2 = t2.allocate_elements<double>(3);
+  std::copy_n(a.data(), 3, static_cast<double*>(d2));
+  const Tensor y2 = ops::record_tensor(t2, tangent_only, DType::f64, Shape{3}, d2, {x2.index()});
+  const Tensor l2 = sum(y2 * y2);
+  CHECK(jvp(t2, l2, {{x2, a}})[0] == doctest::Approx(2 * (a[0] * a[0] + a[1] * a[1] + a[2] * a[2])));
+  CHECK_THROWS_WITH_AS(hvp(t2, l2, {{x2, a}}), doctest::Contains("'my_identity'"), MissingRuleError);
+  CHECK_THROWS_WITH_AS(hvp(t2, l2, {{x2, a}}), doctest::Contains("no curvature rule"), MissingRuleError);
+}
+
+TEST_CASE("second-order: jvp and hvp reject bad directions with typed errors") {
+  Tape tape;
+  const Array<double> a = random({2, 3}, 1);
+  const Tensor x = tape.leaf(a);
+  const Tensor y = exp(x);
+  const Tensor l = sum(y);
+  CHECK_THROWS_AS(jvp(tape, l, {{x, random({3, 2}, 2)}}), ShapeError);
+  CHECK_THROWS_WITH_AS(jvp(tape, l, {{y, a}}), doctest::Contains("not a tensor leaf"), InvalidArgument);
+  CHECK_THROWS_WITH_AS(jvp(tape, l, {{x, a}, {x, a}}), doctest::Contains("twice"), InvalidArgument);
+  CHECK_THROWS_AS(hvp(tape, y, {{x, a}}), ShapeError);  // the loss must have one element
+  Tape other;
+  const Tensor z = other.leaf(a);
+  CHECK_THROWS_AS(jvp(tape, l, {{z, a}}), ForeignHandleError);
+  const Var v = tape.variable(1.0);
+  const Var w = Var(v * v);
+  CHECK_THROWS_WITH_AS(jvp(tape, w, {{w, 1.0}}), doctest::Contains("not a leaf"), InvalidArgument);
+  tape.clear();
+  CHECK_THROWS_AS(jvp(tape, {{x, a}}), StaleHandleError);
+}
+
+// ---- Hessians and Jacobians ----------------------------------------------------------------------------
+
+TEST_CASE("second-order: the Rosenbrock function's Hessian in closed form") {
+  // f(x, y) = (1 - x)² + 100 (y - x²)²:
+  //   f_xx = 2 - 400 (y - x²) + 800 x²,  f_xy = -400 x,  f_yy = 200.
+  for (const auto [x0, y0] : {std::pair{-1.2, 1.0}, std::pair{1.0, 1.0}, std::pair{0.3, -0.4}}) {
+    Tape tape;
+    tape.set_fusion(false);
+    const Var x = tape.variable(x0), y = tape.variable(y0);
+    const Var f = square(1.0 - x) + 100.0 * square(y - square(x));
+    const Var xs[] = {x, y};
+    const Array<double> H = hessian(tape, f, xs);
+    CHECK(H[0] == doctest::Approx(2 - 400 * (y0 - x0 * x0) + 800 * x0 * x0).epsilon(1e-14));
+    CHECK(H[1] == doctest::Approx(-400 * x0).epsilon(1e-14));
+    CHECK(H[2] == doctest::Approx(-400 * x0).epsilon(1e-14));
+    CHECK(H[3] == doctest::Approx(200).epsilon(1e-14));
+  }
+}
+
+TEST_CASE("second-order: a quadratic's Hessian is its matrix, and Hessians are symmetric") {
+  // f(x) = ½ xᵀ A x + bᵀ x with A symmetric: H = A, whatever x.
+  const std::int64_t n = 5;
+  Array<double> A = random({n, n}, 11);
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t j = 0; j < i; ++j) A[i * n + j] = std::as_const(A)[j * n + i];
+  const Array<double> b = random({n, 1}, 12), x0 = random({n, 1}, 13);
+  Tape tape;
+  const Tensor x = tape.leaf(x0);
+  const Tensor f = 0.5 * sum(x * matmul(tape.constant(A), x)) + sum(tape.constant(b) * x);
+  const Tensor xs[] = {x};
+  const Array<double> H = hessian(tape, f, xs);
+  for (std::int64_t i = 0; i < n * n; ++i) CHECK(H[i] == doctest::Approx(A[i]).epsilon(1e-14));
+
+  // A non-quadratic network loss: H is symmetric to rounding.
+  Tape t2;
+  const Tensor W = t2.leaf(random({3, 4}, 14)), c = t2.leaf(random({3}, 15));
+  const Tensor X = t2.constant(random({5, 4}, 16));
+  const Tensor loss = mean(log_softmax(tanh(linear(X, W, c))) * t2.constant(random({5, 3}, 17)));
+  const Tensor params[] = {W, c};
+  const Array<double> H2 = hessian(t2, loss, params);
+  const std::int64_t m = H2.shape()[0];
+  REQUIRE(m == 15);
+  double largest = 0.0;
+  for (std::int64_t i = 0; i < m * m; ++i) largest = std::max(largest, std::fabs(H2[i]));
+  for (std::int64_t i = 0; i < m; ++i)
+    for (std::int64_t j = 0; j < i; ++j) CHECK(std::fabs(H2[i * m + j] - H2[j * m + i]) <= 1e-14 * largest);
+}
+
+TEST_CASE("second-order: Jacobians by forward and by reverse sweeps agree, and match a finite difference") {
+  Tape tape;
+  const Array<double> a = random({2, 3}, 21), b = random({3}, 22);
+  const Tensor x = tape.leaf(a), y = tape.leaf(b);
+  const Tensor out = softmax(x * y) * exp(y);  // [2, 3]: 6 outputs, 9 inputs
+  const Tensor in[] = {x, y};
+  const Array<double> Jf = ad::jacobian(tape, out, in, Sweep::forward);
+  const Array<double> Jr = ad::jacobian(tape, out, in, Sweep::reverse);
+  const Array<double> Ja = ad::jacobian(tape, out, in);
+  REQUIRE(Jf.shape() == Shape{6, 9});
+  for (std::int64_t i = 0; i < Jf.size(); ++i) {
+    CHECK(Jf[i] == doctest::Approx(Jr[i]).epsilon(1e-14));
+    CHECK(Ja[i] == Jr[i]);  // 6 outputs < 9 inputs: reverse
+  }
+  // Column 4 (x[1,1]) against a difference.
+  const Difference d = central_difference(
+      [&](double e) {
+        Tape t;
+        Array<double> a2 = a;
+        a2[4] += e;
+        return (softmax(t.leaf(a2) * t.leaf(b)) * exp(t.leaf(b))).value().flat(4);
+      },
+      0.0, 1.0);
+  CHECK(compare(Jf[4 * 9 + 4], d, DType::f64).error <= compare(Jf[4 * 9 + 4], d, DType::f64).allowed);
+
+  // Scalars: f(x, y) = (x y, x + y², sin x): 3 outputs, 2 inputs, forward by default.
+  Tape st;
+  const Var sx = st.variable(0.7), sy = st.variable(-0.3);
+  const Var ys[] = {Var(sx * sy), Var(sx + square(sy)), Var(sin(sx))};
+  const Var xs[] = {sx, sy};
+  const Array<double> J = ad::jacobian(st, ys, xs);
+  const double expect[] = {-0.3, 0.7, 1.0, -0.6, std::cos(0.7), 0.0};
+  for (int i = 0; i < 6; ++i) CHECK(J[i] == doctest::Approx(expect[i]).epsilon(1e-15));
+  const Array<double> Jrs = ad::jacobian(st, ys, xs, Sweep::reverse);
+  for (int i = 0; i < 6; ++i) CHECK(Jrs[i] == doctest::Approx(expect[i]).epsilon(1e-15));
+}
+
+TEST_CASE("second-order: float32 tangents and Hessian-vector products agree with float64") {
+  const Array<double> W64 = random({4, 3}, 31), b64 = random({4}, 32), X64 = random({6, 3}, 33);
+  const Array<double> dW = random({4, 3}, 34), db = random({4}, 35);
+  const std::int32_t labels[] = {0, 3, 1, 2, 2, 0};
+  auto run = [&]<class T>() {
+    Tape tape;
+    const Tensor W = tape.leaf(to_array<T>(W64.view())), b = tape.leaf(to_array<T>(b64.view()));
+    const Tensor X = tape.constant(to_array<T>(X64.view()));
+    const Tensor z = linear(X, W, b);
+    const Tensor loss = -mean(pick(log_softmax(tanh(z)), labels));
+    const double dl = jvp(tape, loss, {{W, dW}, {b, db}})[0];
+    const Gradients r = hvp(tape, loss, {{W, dW}, {b, db}});
+    return std::pair{dl, r.array<double>(W)};
+  };
+  const auto [d64, h64] = run.operator()<double>();
+  const auto [d32, h32] = run.operator()<float>();
+  CHECK(d32 == doctest::Approx(d64).epsilon(1e-5));  // float32 rounding of the products
+  for (std::int64_t i = 0; i < h64.size(); ++i) CHECK(h32[i] == doctest::Approx(h64[i]).epsilon(1e-4).scale(1e-3));
+}
