@@ -1,5 +1,5 @@
 // Data-parallel training: the Fashion-MNIST MLP (784-256-128-10, SGD with momentum, global batch
-// 256) trained by one process and by two, each process with one BLAS thread.  Run as a plain
+// 256) trained by one process and by two, each process with one thread.  Run as a plain
 // program: it starts the runs itself through mpiexec, interleaved, and prints per rank count
 //
 //   data_parallel ranks=<n> epoch_s=<t> speedup=<r> allreduce_share=<f>
@@ -183,8 +183,9 @@ int main(int argc, char** argv) {
   }
   if (is_child) return child(epochs, overlap, seed, data);
 
-  // The children: one BLAS thread per process.  Open MPI refuses to start as root unless told
+  // The children: one thread per process (deltagrad's pool and BLAS).  Open MPI refuses to start as root unless told
   // (containers and CI run as root); other MPI implementations ignore these variables.
+  ::setenv("DELTAGRAD_NUM_THREADS", "1", 1);
   ::setenv("OPENBLAS_NUM_THREADS", "1", 1);
   ::setenv("OMP_NUM_THREADS", "1", 1);
   if (::geteuid() == 0) {
