@@ -52,7 +52,7 @@ double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 struct DistributedContext::Impl {
   MPI_Comm comm = MPI_COMM_NULL;
   std::vector<MPI_Request> requests;  // one per parameter in a step
-  std::vector<char> plan;             // one per parameter in a step: non-blocking (1) or not (0)
+  std::vector<char> plan;             // one per parameter: non-blocking (1) or not (0); empty: to make
 };
 
 DistributedContext::DistributedContext(DistributedOptions opt) : options(opt), impl_(std::make_unique<Impl>()) {
@@ -96,6 +96,7 @@ void DistributedContext::check_same(std::span<const std::int64_t> values, const 
 }
 
 void DistributedContext::broadcast(const ParameterList& params) {
+  impl_->plan.clear();  // the next step plans again (for these parameters, with rank 0's options)
   const std::int64_t count = static_cast<std::int64_t>(params.size());
   check_same(std::span(&count, 1), "broadcast: the number of parameters");
   std::vector<std::int64_t> shapes;
@@ -172,19 +173,23 @@ void DistributedContext::step(Optimizer& opt, ad::Tape& tape, const ad::Tensor* 
   // by order and kind, so every rank must make the same calls): plan[k] = 1 for a non-blocking
   // allreduce started in the sweep, as soon as the gradient is final, when some backward work is
   // left below its first reader to overlap with; 0 for a blocking allreduce after the sweep (Open
-  // MPI's blocking allreduce is the faster of the two when there is nothing left to overlap).
+  // MPI's blocking allreduce is the faster of the two when there is nothing left to overlap).  The
+  // plan is made at the first step after broadcast() (fit calls it when it starts) and kept, so
+  // that steps do not wait for rank 0 an extra time.
   std::vector<char>& plan = impl_->plan;
-  plan.assign(params.size(), 0);
-  if (root() && options.overlap) {
-    std::uint32_t lowest_work = J.index();  // the first entry with a backward step
-    for (std::uint32_t e = 1; e < J.index(); ++e)
-      if (!tape.args(e).empty()) {
-        lowest_work = e;
-        break;
-      }
-    for (std::size_t k = 0; k < params.size(); ++k) plan[k] = lowest_work < first[k] ? 1 : 0;
+  if (plan.size() != params.size()) {
+    plan.assign(params.size(), 0);
+    if (root() && options.overlap) {
+      std::uint32_t lowest_work = J.index();  // the first entry with a backward step
+      for (std::uint32_t e = 1; e < J.index(); ++e)
+        if (!tape.args(e).empty()) {
+          lowest_work = e;
+          break;
+        }
+      for (std::size_t k = 0; k < params.size(); ++k) plan[k] = lowest_work < first[k] ? 1 : 0;
+    }
+    check(MPI_Bcast(plan.data(), static_cast<int>(plan.size()), MPI_CHAR, 0, impl_->comm), "MPI_Bcast");
   }
-  check(MPI_Bcast(plan.data(), static_cast<int>(plan.size()), MPI_CHAR, 0, impl_->comm), "MPI_Bcast");
 
   // One allreduce per parameter, started in the same order on every rank: last parameter first
   // (the order in which an MLP's gradients become final).
