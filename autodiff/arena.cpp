@@ -48,7 +48,10 @@ void* Arena::allocate(std::size_t bytes) {
   }
   std::size_t size = std::max(bytes, min_chunk);
   if (!chunks_.empty()) size = std::max(size, chunks_.back().size);
-  auto* mem = static_cast<std::byte*>(::operator new(size, std::align_val_t{alignment}));
+  // nothrow, then bad_alloc by hand: the same in every build, also under ASan (whose throwing
+  // operator new aborts on an impossible size instead of throwing).
+  auto* mem = static_cast<std::byte*>(::operator new(size, std::align_val_t{alignment}, std::nothrow));
+  if (!mem) throw std::bad_alloc();
   chunks_.push_back(Chunk{mem, size, bytes});
   current_ = chunks_.size() - 1;
   return mem;

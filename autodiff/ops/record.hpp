@@ -10,8 +10,8 @@
 #include <initializer_list>
 #include <type_traits>
 
-#include "autodiff/gradients.hpp"
 #include "autodiff/backend/pool.hpp"
+#include "autodiff/gradients.hpp"
 #include "autodiff/tape.hpp"
 #include "autodiff/tensor.hpp"
 
@@ -22,9 +22,10 @@ using ad::describe_operand;
 using ad::operand;
 using ad::tape_of;
 
-/// Element-wise loops shorter than two of these run on one thread (about 10-20 µs of the cheapest
-/// ops, what handing half of it to a second thread costs and saves); longer ones are spread over
-/// the backend's threads in ranges.  Each element is computed the same way at any thread count.
+/// Element-wise loops shorter than two of these run on one thread (an estimate: some 10 µs of the
+/// cheapest ops on one core, well above the microsecond or two it takes to hand a range to a
+/// spinning second thread); longer ones are spread over the backend's threads in ranges.  Each
+/// element is computed the same way at any thread count.
 inline constexpr std::int64_t elementwise_grain = 32768;
 
 /// Throws DTypeError naming the op and both operands unless a and b have the same dtype.
