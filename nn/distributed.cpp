@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <exception>
 #include <limits>
 #include <sstream>
@@ -51,6 +52,7 @@ double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 struct DistributedContext::Impl {
   MPI_Comm comm = MPI_COMM_NULL;
   std::vector<MPI_Request> requests;  // one per parameter in a step
+  std::vector<char> plan;             // one per parameter: non-blocking (1) or not (0); empty: to make
 };
 
 DistributedContext::DistributedContext(DistributedOptions opt) : options(opt), impl_(std::make_unique<Impl>()) {
@@ -94,6 +96,7 @@ void DistributedContext::check_same(std::span<const std::int64_t> values, const 
 }
 
 void DistributedContext::broadcast(const ParameterList& params) {
+  impl_->plan.clear();  // the next step plans again (for these parameters, with rank 0's options)
   const std::int64_t count = static_cast<std::int64_t>(params.size());
   check_same(std::span(&count, 1), "broadcast: the number of parameters");
   std::vector<std::int64_t> shapes;
@@ -166,6 +169,28 @@ void DistributedContext::step(Optimizer& opt, ad::Tape& tape, const ad::Tensor* 
     only[k] = readers.size() == 1 ? readers.front() : 0;
   }
 
+  // How each parameter is reduced, decided by rank 0 and sent to all (MPI matches collective calls
+  // by order and kind, so every rank must make the same calls): plan[k] = 1 for a non-blocking
+  // allreduce started in the sweep, as soon as the gradient is final, when some backward work is
+  // left below its first reader to overlap with; 0 for a blocking allreduce after the sweep (Open
+  // MPI's blocking allreduce is the faster of the two when there is nothing left to overlap).  The
+  // plan is made at the first step after broadcast() (fit calls it when it starts) and kept, so
+  // that steps do not wait for rank 0 an extra time.
+  std::vector<char>& plan = impl_->plan;
+  if (plan.size() != params.size()) {
+    plan.assign(params.size(), 0);
+    if (root() && options.overlap) {
+      std::uint32_t lowest_work = J.index();  // the first entry with a backward step
+      for (std::uint32_t e = 1; e < J.index(); ++e)
+        if (!tape.args(e).empty()) {
+          lowest_work = e;
+          break;
+        }
+      for (std::size_t k = 0; k < params.size(); ++k) plan[k] = lowest_work < first[k] ? 1 : 0;
+    }
+    check(MPI_Bcast(plan.data(), static_cast<int>(plan.size()), MPI_CHAR, 0, impl_->comm), "MPI_Bcast");
+  }
+
   // One allreduce per parameter, started in the same order on every rank: last parameter first
   // (the order in which an MLP's gradients become final).
   std::vector<MPI_Request>& requests = impl_->requests;
@@ -175,16 +200,20 @@ void DistributedContext::step(Optimizer& opt, ad::Tape& tape, const ad::Tensor* 
   auto start = [&](void* gradient) {
     --next;
     const Parameter& p = *params[next];
-    check(MPI_Iallreduce(MPI_IN_PLACE, gradient, mpi_count(p.size(), "step"), mpi_type(p.dtype()), MPI_SUM,
-                         impl_->comm, &requests[next]),
-          "MPI_Iallreduce");
+    const int n = mpi_count(p.size(), "step");
+    if (plan[next])
+      check(MPI_Iallreduce(MPI_IN_PLACE, gradient, n, mpi_type(p.dtype()), MPI_SUM, impl_->comm, &requests[next]),
+            "MPI_Iallreduce");
+    else
+      check(MPI_Allreduce(MPI_IN_PLACE, gradient, n, mpi_type(p.dtype()), MPI_SUM, impl_->comm), "MPI_Allreduce");
     stats_.bytes += p.size() * static_cast<std::int64_t>(ad::size_of(p.dtype()));
   };
   // During the sweep: the parameters read by one leaf, on that leaf's adjoint (which collect() then
-  // uses as it is).  A parameter read by several leaves, and those before it, wait for collect().
+  // uses as it is).  A parameter read by several leaves or planned blocking, and those before it,
+  // wait for collect().
   auto start_final = [&](ad::Gradients& g, std::uint32_t swept) {  // every entry >= swept has been swept
     const auto t0 = Clock::now();
-    while (next > 0 && only[next - 1] != 0 && first[next - 1] + 1 >= swept) {
+    while (next > 0 && plan[next - 1] && only[next - 1] != 0 && first[next - 1] + 1 >= swept) {
       const std::uint32_t e = only[next - 1];
       start(g.store().tensor_adjoint(tape.node_index(e), *tape.node(e)));
     }
@@ -196,7 +225,8 @@ void DistributedContext::step(Optimizer& opt, ad::Tape& tape, const ad::Tensor* 
     seconds += since(t0);
   };
   ad::SweepHooks hooks;
-  if (options.overlap) hooks.after = [&](const ad::SweepStep& s) { start_final(s.gradients, s.entry); };
+  if (std::find(plan.begin(), plan.end(), 1) != plan.end())
+    hooks.after = [&](const ad::SweepStep& s) { start_final(s.gradients, s.entry); };
   const ad::Gradients g = tape.gradient(J, hooks);
   opt.collect(g);
   const auto t0 = Clock::now();

@@ -29,7 +29,9 @@ namespace nn {
 
 struct DistributedOptions {
   /// Start each parameter's allreduce during the sweep as soon as its gradient is final (when the
-  /// sweep has passed the parameter's leaf), instead of after the whole sweep.
+  /// sweep has passed the parameter's leaf), instead of after the whole sweep.  Rank 0's setting
+  /// applies to every rank; it is read at the first step after broadcast() (fit calls broadcast()
+  /// when it starts).
   bool overlap = true;
 };
 
@@ -64,7 +66,8 @@ class DistributedContext final : public ProcessGroup {
   void check_identical(const ParameterList& params, const char* what) override;
   [[noreturn]] void abort(std::string_view why) override;
 
-  /// Copies rank 0's parameter values to every rank.
+  /// Copies rank 0's parameter values to every rank (and makes the next step plan its allreduces
+  /// anew).
   void broadcast(const ParameterList& params);
   /// Whether every rank holds bit-identical values of these parameters (a 64-bit hash compared).
   bool identical(const ParameterList& params);

@@ -127,6 +127,18 @@ TEST_CASE("distributed: after 16 steps of fit the weights are bit-identical on b
   CHECK(overlapped.reports[1].accuracy == alone.reports[1].accuracy);
 }
 
+TEST_CASE("distributed: rank 0's plan governs, so ranks whose overlap settings differ still agree") {
+  const nn::Dataset data = clusters(128, 12, 4, 8);
+  const Trained alone = train_mlp(data, 32, 1, nullptr);
+  for (int overlapping : {0, 1}) {  // the rank that overlaps
+    world().options.overlap = world().rank() == overlapping;
+    const Trained together = train_mlp(data, 32, 1, &world());
+    CHECK(same_bits_on_every_rank(together.net.parameters()));
+    CHECK(max_difference(together.net.parameters(), alone.net.parameters()) <= f32_tolerance);
+  }
+  world().options.overlap = true;
+}
+
 TEST_CASE("distributed: uneven shards, down to an empty one, count by their rows") {
   // 201 rows in batches of 25: each step splits 12 + 13, and the last batch has one row, which
   // rank 1 takes while rank 0 has none (and contributes zeros to the sum).
