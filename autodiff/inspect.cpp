@@ -12,6 +12,15 @@ namespace ad {
 
 namespace inspect_detail {
 
+std::size_t utf8_length(std::string_view s, std::size_t i) {
+  const auto c = static_cast<unsigned char>(s[i]);
+  const std::size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+  if (n == 0 || i + n > s.size()) return 0;
+  for (std::size_t k = 1; k < n; ++k)
+    if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return 0;
+  return n;
+}
+
 std::string label(const Tape& t, std::uint32_t entry) {
   auto n = t.name_of(entry);
   return n.empty() ? fmt::format("#{}", entry) : std::string(n);

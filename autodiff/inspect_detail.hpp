@@ -5,6 +5,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "autodiff/inspect.hpp"
@@ -51,5 +52,9 @@ std::vector<std::uint32_t> distinct_grad_args(const Tape& t, std::uint32_t i);
 /// term.note for other rules it knows; leaves both empty for rules it does not know.
 void rule_terms(const Tape& t, const GradStore& s, std::uint32_t from, std::uint32_t to, std::int64_t element,
                 Term& term);
+
+/// Length of the valid UTF-8 sequence starting at s[i], or 0 if the bytes there are not one (the
+/// DOT picture and the explorer page replace such bytes).
+std::size_t utf8_length(std::string_view s, std::size_t i);
 
 }  // namespace ad::inspect_detail

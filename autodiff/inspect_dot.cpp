@@ -21,16 +21,6 @@ using namespace inspect_detail;
 
 namespace {
 
-/// Length of the valid UTF-8 sequence starting at s[i], or 0 if the bytes there are not one.
-std::size_t utf8_length(std::string_view s, std::size_t i) {
-  const auto c = static_cast<unsigned char>(s[i]);
-  std::size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-  if (n == 0 || i + n > s.size()) return 0;
-  for (std::size_t k = 1; k < n; ++k)
-    if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return 0;
-  return n;
-}
-
 /// The text of a double-quoted DOT string: quotes and backslashes escaped, a newline becomes the
 /// line break escape, other control characters and bytes that are not UTF-8 become '?'.
 std::string dot_escape(std::string_view s) {

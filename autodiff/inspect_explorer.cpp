@@ -15,6 +15,7 @@
 #include <system_error>
 
 #include "autodiff/explorer.hpp"
+#include "autodiff/inspect_detail.hpp"
 #include "explorer_assets.hpp"  // generated: explorer_assets::html, explorer_assets::script
 
 namespace ad {
@@ -26,16 +27,6 @@ namespace {
 // element ('<' is always written as \u003c, so no "</script>" or "<!--" can appear), and non-finite
 // numbers, which JSON has no literal for, are written as the strings "NaN", "Infinity", "-Infinity"
 // (the page's script turns them back into numbers).
-
-/// Length of the valid UTF-8 sequence at s[i], or 0 if the bytes there are not one.
-std::size_t utf8_sequence(std::string_view s, std::size_t i) {
-  const auto c = static_cast<unsigned char>(s[i]);
-  const std::size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-  if (n == 0 || i + n > s.size()) return 0;
-  for (std::size_t k = 1; k < n; ++k)
-    if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return 0;
-  return n;
-}
 
 class Json {
  public:
@@ -59,7 +50,7 @@ class Json {
       } else if (u < 0x20 || c == '<') {
         fmt::format_to(std::back_inserter(out_), "\\u{:04x}", u);
         ++i;
-      } else if (const std::size_t n = utf8_sequence(s, i)) {
+      } else if (const std::size_t n = inspect_detail::utf8_length(s, i)) {
         out_.append(s, i, n);
         i += n;
       } else {

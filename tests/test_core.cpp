@@ -12,19 +12,12 @@
 #include "autodiff/autodiff.hpp"
 #include "nn/nn.hpp"
 #include "nn_temp.hpp"
+#include "test_util.hpp"
 
 namespace {
 
-bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
-template <class T>
-ad::Array<T> random_array(ad::Shape shape, unsigned seed, double lo = -1.0, double hi = 1.0) {
-  ad::Array<T> a(shape);
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> u(lo, hi);
-  for (auto& v : a.values()) v = static_cast<T>(u(rng));
-  return a;
-}
+using test_util::random_array;
+bool has(const std::string& s, const std::string& part) { return test_util::contains(s, part); }
 
 /// Checks the gradients `opt` collected against central differences of the loss recorded by
 /// `loss(tape)`, in every element of every parameter of the optimiser (float64 parameters).

@@ -8,19 +8,12 @@
 #include <vector>
 
 #include "autodiff/autodiff.hpp"
+#include "test_util.hpp"
 
 namespace {
 
-bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
-template <class T>
-ad::Array<T> random_array(ad::Shape shape, unsigned seed, double lo = -1.0, double hi = 1.0) {
-  ad::Array<T> a(shape);
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> u(lo, hi);
-  for (auto& v : a.values()) v = static_cast<T>(u(rng));
-  return a;
-}
+using test_util::random_array;
+bool has(const std::string& s, const std::string& part) { return test_util::contains(s, part); }
 
 /// softplus(x) = log(1 + e^x), written by a user: value max(x, 0) + log1p(e^-|x|), derivative
 /// σ(x).  `error` is added to the derivative (a deliberately wrong rule when not 0).

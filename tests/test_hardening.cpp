@@ -16,6 +16,7 @@
 #include "nn/file.hpp"
 #include "nn/nn.hpp"
 #include "nn_temp.hpp"
+#include "test_util.hpp"
 
 using nn_test::read_bytes;
 using nn_test::TempDir;
@@ -23,6 +24,9 @@ using nn_test::write_bytes;
 using Bytes = std::vector<unsigned char>;
 
 namespace {
+
+using test_util::contains;
+using test_util::error_of;
 
 /// One float64 parameter "w" [2, 3] holding start + i.
 class OneParam : public nn::Module {
@@ -40,23 +44,6 @@ class OneParam : public nn::Module {
   }
   std::shared_ptr<nn::Parameter> w_;
 };
-
-/// The message of the E that f throws; fails the test if f throws nothing or something else.
-template <class E, class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    FAIL("wrong exception type: " << e.what());
-    return {};
-  }
-  FAIL("nothing thrown");
-  return {};
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 void put16(Bytes& b, std::uint16_t v) {
   for (int i = 0; i < 2; ++i) b.push_back(static_cast<unsigned char>(v >> (8 * i)));

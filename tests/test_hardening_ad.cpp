@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "autodiff/autodiff.hpp"
+#include "test_util.hpp"
 
 // The tape's arena allocates with nothrow new: under ASan an impossible size must then return null
 // (and become AllocationError) rather than abort.  Only read by ASan; harmless elsewhere.
@@ -19,21 +20,8 @@ using ad::Var;
 
 namespace {
 
-template <class E, class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    FAIL("wrong exception type: " << e.what());
-    return {};
-  }
-  FAIL("nothing thrown");
-  return {};
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+using test_util::contains;
+using test_util::error_of;
 
 constexpr std::int64_t two_pow(int k) { return std::int64_t{1} << k; }
 
