@@ -12,6 +12,7 @@
 #include "autodiff/forward.hpp"
 #include "autodiff/ops/record.hpp"
 #include "autodiff/second_order.hpp"
+#include "nn/nn.hpp"
 #include "second_order.hpp"
 
 using namespace ad;
@@ -431,4 +432,72 @@ TEST_CASE("second-order: float32 tangents and Hessian-vector products agree with
   const auto [d32, h32] = run.operator()<float>();
   CHECK(d32 == doctest::Approx(d64).epsilon(1e-5));  // float32 rounding of the products
   for (std::int64_t i = 0; i < h64.size(); ++i) CHECK(h32[i] == doctest::Approx(h64[i]).epsilon(1e-4).scale(1e-3));
+}
+
+TEST_CASE("second-order: the README snippet") {
+  ad::Tape tape;
+  tape.set_fusion(false);  // one scalar op per entry: a fused expression keeps no second derivatives
+  ad::Var x = tape.variable(-1.2), y = tape.variable(1.0);
+  ad::Var f = square(1.0 - x) + 100.0 * square(y - square(x));  // Rosenbrock
+
+  double df = ad::jvp(tape, f, {{x, 1.0}, {y, 0.5}});        // ∂f/∂x + ½ ∂f/∂y = -259.6, one forward pass
+  ad::Gradients hv = ad::hvp(tape, f, {{x, 1.0}, {y, 0.0}});  // H·e_x: hv[x] = f_xx = 1330, hv[y] = f_xy = 480
+  const ad::Var xs[] = {x, y};
+  ad::Array<double> H = ad::hessian(tape, f, xs);             // [2, 2], one hvp per column
+  CHECK(df == doctest::Approx(-259.6).epsilon(1e-14));
+  CHECK(hv[x] == doctest::Approx(1330).epsilon(1e-14));
+  CHECK(hv[y] == doctest::Approx(480).epsilon(1e-14));
+  CHECK(H[0] == doctest::Approx(1330).epsilon(1e-14));
+  CHECK(H[3] == doctest::Approx(200).epsilon(1e-14));
+
+  nn::Rng rng(1);
+  nn::MLP net({4, 8, 3}, nn::tanh, rng, {.dtype = ad::DType::f64});
+  ad::Array<double> X({5, 4});
+  X = random({5, 4}, 71);
+  const std::int32_t labels[] = {0, 2, 1, 1, 0};
+  ad::Tape t;
+  ad::Tensor loss = nn::softmax_cross_entropy(net(t, X), labels);
+  std::vector<ad::Array<double>> v;
+  for (const auto& p : net.parameters()) v.emplace_back(p->shape());
+  for (std::size_t k = 0; k < v.size(); ++k) v[k] = second_order::directions_like({v[k]}, 72 + static_cast<unsigned>(k))[0];
+  std::vector<ad::Array<double>> Hv = nn::hvp(net, t, loss, v);
+  ad::Array<double> H2 = nn::hessian({net.linear(2).shared_weight(), net.linear(2).shared_bias()}, t, loss);
+  REQUIRE(H2.shape() == Shape{27, 27});
+  REQUIRE(Hv.size() == 4);
+
+  // nn::hvp over all parameters against one ad::hvp with the leaves' handles, and H2 against the
+  // last layer's part of H·v when v is zero elsewhere.
+  std::vector<Direction> d;
+  const auto params = net.parameters();
+  for (std::size_t k = 0; k < params.size(); ++k) d.emplace_back(params[k]->recorded(), v[k]);
+  const Gradients r = hvp(t, loss, d);
+  for (std::size_t k = 0; k < params.size(); ++k) {
+    const Array<double> expect = r.array<double>(params[k]->recorded());
+    for (std::int64_t i = 0; i < expect.size(); ++i) CHECK(Hv[k][i] == expect[i]);
+  }
+  std::vector<ad::Array<double>> last = {Array<double>(params[0]->shape()), Array<double>(params[1]->shape()), v[2], v[3]};
+  const auto Hlast = nn::hvp(net, t, loss, last);
+  for (std::int64_t i = 0; i < 27; ++i) {
+    double s = 0.0;
+    for (std::int64_t j = 0; j < 27; ++j) s += H2[i * 27 + j] * (j < 24 ? v[2][j] : v[3][j - 24]);
+    const double got = i < 24 ? Hlast[2][i] : Hlast[3][i - 24];
+    CHECK(got == doctest::Approx(s).epsilon(1e-12));
+  }
+
+  // nn::hvp against differences of the gradient along v (all parameters).
+  std::vector<Array<double>> w0;
+  for (const auto& p : params) w0.push_back(p->array<double>());
+  const Difference dd = central_difference(
+      [&](double eps) {
+        for (std::size_t k = 0; k < params.size(); ++k)
+          for (std::int64_t i = 0; i < v[k].size(); ++i)
+            params[k]->array<double>()[i] = std::as_const(w0[k])[i] + eps * std::as_const(v[k])[i];
+        ad::Tape t2;
+        const ad::Tensor l2 = nn::softmax_cross_entropy(net(t2, X), labels);
+        return t2.gradient(l2)[params[0]->recorded()].flat(3);
+      },
+      0.0, 1.0);
+  for (std::size_t k = 0; k < params.size(); ++k) params[k]->array<double>() = w0[k];
+  CHECK(compare(Hv[0][3], dd, DType::f64).error <= compare(Hv[0][3], dd, DType::f64).allowed);
+  CHECK_THROWS_WITH_AS(nn::hvp(net, tape, loss, v), doctest::Contains("not recorded"), InvalidArgument);
 }
