@@ -9,6 +9,7 @@
 #include <doctest/doctest.h>
 
 #include "autodiff/autodiff.hpp"
+#include "autodiff/custom.hpp"
 #include "autodiff/forward.hpp"
 #include "autodiff/ops/record.hpp"
 #include "autodiff/second_order.hpp"
@@ -500,4 +501,36 @@ TEST_CASE("second-order: the README snippet") {
   for (std::size_t k = 0; k < params.size(); ++k) params[k]->array<double>() = w0[k];
   CHECK(compare(Hv[0][3], dd, DType::f64).error <= compare(Hv[0][3], dd, DType::f64).allowed);
   CHECK_THROWS_WITH_AS(nn::hvp(net, tape, loss, v), doctest::Contains("not recorded"), InvalidArgument);
+}
+
+TEST_CASE("second-order: a user-defined op with a tangent rule passes forward mode, without one it is named") {
+  const Array<double> a = random({4}, 81), u = random({4}, 82);
+  const auto my_square = [](const Tensor& x, bool with_tangent) {
+    const auto xs = x.value().as<double>();
+    Array<double> y(x.shape());
+    for (std::size_t i = 0; i < xs.size(); ++i) y[static_cast<std::int64_t>(i)] = xs[i] * xs[i];
+    CustomBackwardFn back = [](CustomBackward& b) {
+      const auto xv = b.input<double>(0), g = b.grad<double>();
+      const auto dx = b.input_grad<double>(0);
+      for (std::size_t i = 0; i < dx.size(); ++i) dx[i] += 2 * xv[i] * g[i];
+    };
+    if (!with_tangent) return custom_op("my_square", {x}, std::move(y), back);
+    return custom_op("my_square", {x}, std::move(y), back, [](CustomTangent& t) {
+      const auto xv = t.input<double>(0), dx = t.input_tangent<double>(0);
+      const auto dy = t.tangent<double>();
+      for (std::size_t i = 0; i < dy.size(); ++i) dy[i] += 2 * xv[i] * dx[i];
+    });
+  };
+  Tape tape;
+  const Tensor x = tape.leaf(a);
+  const Tensor y = sum(exp(my_square(x, true)));
+  const double d = jvp(tape, y, {{x, u}})[0];
+  double expect = 0.0;
+  for (std::int64_t i = 0; i < 4; ++i) expect += std::exp(a[i] * a[i]) * 2 * a[i] * u[i];
+  CHECK(d == doctest::Approx(expect).epsilon(1e-14));
+  CHECK_THROWS_WITH_AS(hvp(tape, y, {{x, u}}), doctest::Contains("'my_square'"), MissingRuleError);
+  Tape t2;
+  const Tensor x2 = t2.leaf(a);
+  const Tensor y2 = sum(my_square(x2, false));
+  CHECK_THROWS_WITH_AS(jvp(t2, y2, {{x2, u}}), doctest::Contains("'my_square'"), MissingRuleError);
 }
