@@ -12,8 +12,20 @@ std::string to_string(const Shape& s) {
 }
 
 void check_shape(const Shape& s, const char* what) {
-  for (auto d : s)
+  std::int64_t nonzero = 1;
+  for (auto d : s) {
     if (d < 0) throw ShapeError(fmt::format("{}: negative dimension in shape {}", what, to_string(s)));
+    if (d == 0) continue;
+    if (nonzero > max_elements / d)
+      throw ShapeError(fmt::format("{}: shape {} has more than {} (2^48) elements", what, to_string(s), max_elements));
+    nonzero *= d;
+  }
+}
+
+void throw_allocation_failed(const char* op, DType dtype, const Shape& shape) {
+  const double bytes = static_cast<double>(numel(shape)) * static_cast<double>(size_of(dtype));
+  throw AllocationError(fmt::format("{}: cannot allocate {} ({:.3g} bytes): out of memory", op, describe(dtype, shape),
+                                    bytes));
 }
 
 Shape strides_of(const Shape& s) {

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <new>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -33,7 +34,11 @@ inline constexpr std::size_t max_rank = 4;
 /// Dimensions of a tensor, outermost first.  Rank 0 (no dimensions) is a scalar of one element.
 using Shape = boost::container::static_vector<std::int64_t, max_rank>;
 
-/// Number of elements of a shape (1 for rank 0).
+/// Largest number of elements a shape may have (2^48: far beyond any memory, and small enough that
+/// element counts and byte sizes never overflow 64 bits).  check_shape enforces it.
+inline constexpr std::int64_t max_elements = std::int64_t{1} << 48;
+
+/// Number of elements of a shape (1 for rank 0).  Exact for every shape check_shape accepts.
 inline std::int64_t numel(const Shape& s) {
   std::int64_t n = 1;
   for (auto d : s) n *= d;
@@ -65,7 +70,9 @@ decltype(auto) dispatch(DType d, F&& f) {
   return std::forward<F>(f).template operator()<double>();
 }
 
-/// Checks that a shape is valid (rank <= 4 is guaranteed by the type; every dimension >= 0).
+/// Checks that a shape is valid (rank <= 4 is guaranteed by the type): every dimension >= 0 and at
+/// most max_elements elements, counted without overflow (the product of the non-zero dimensions is
+/// capped too, so [0, 2^62] is refused like [1, 2^62]).  Throws ShapeError naming `what`.
 void check_shape(const Shape& s, const char* what);
 
 /// Builds a Shape from any list of integers, throwing ShapeError if the rank exceeds 4.
@@ -83,6 +90,9 @@ Shape make_shape(const Range& dims, const char* what = "shape") {
 inline Shape make_shape(std::initializer_list<std::int64_t> dims, const char* what = "shape") {
   return make_shape<std::initializer_list<std::int64_t>>(dims, what);
 }
+
+/// Throws AllocationError: "<op>: cannot allocate <dtype>[shape] (<bytes> bytes): out of memory".
+[[noreturn]] void throw_allocation_failed(const char* op, DType dtype, const Shape& shape);
 
 /// Row-major strides (in elements) of a shape.
 Shape strides_of(const Shape& s);
@@ -213,6 +223,7 @@ class Array {
 
   /// The same elements under another shape with the same number of elements.
   Array reshaped(const Shape& s) const {
+    check_shape(s, "Array::reshaped");
     if (numel(s) != size())
       throw ShapeError(fmt::format("Array::reshaped: cannot view {} as {}", to_string(shape_), to_string(s)));
     Array r(*this);
@@ -240,7 +251,12 @@ class Array {
     std::unique_ptr<T[]> elements;
   };
   void allocate() {
-    auto block = std::make_shared<Block>(static_cast<std::size_t>(std::max<std::int64_t>(size(), 1)));
+    std::shared_ptr<Block> block;
+    try {
+      block = std::make_shared<Block>(static_cast<std::size_t>(std::max<std::int64_t>(size(), 1)));
+    } catch (const std::bad_alloc&) {
+      throw_allocation_failed("Array", dtype(), shape_);
+    }
     version_ = &block->version;
     data_ = std::shared_ptr<T[]>(block, block->elements.get());
   }

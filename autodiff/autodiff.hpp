@@ -2,10 +2,13 @@
 #pragma once
 
 #include "autodiff/array.hpp"
+#include "autodiff/blas.hpp"
+#include "autodiff/blas_summary.hpp"
 #include "autodiff/check.hpp"
 #include "autodiff/custom.hpp"
 #include "autodiff/error.hpp"
 #include "autodiff/explorer.hpp"
+#include "autodiff/format.hpp"
 #include "autodiff/gradients.hpp"
 #include "autodiff/inspect.hpp"
 #include "autodiff/tape.hpp"

@@ -13,6 +13,7 @@
 
 #include "autodiff/backend/onednn.hpp"
 #include "autodiff/backend/pool.hpp"
+#include "autodiff/blas_summary.hpp"
 #include "autodiff/error.hpp"
 
 namespace ad::blas {
@@ -35,17 +36,8 @@ using GetThreadsFn = int (*)();
 // otherwise (both export cblas_*).
 constexpr const char* candidates[] = {"libopenblas.so.0", "libblas.so.3"};
 
-bool has_avx512() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  // The instruction sets OpenBLAS's SkylakeX kernels are built for (-march=skylake-avx512).
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") &&
-         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("avx512vl");
-#else
-  return false;
-#endif
-}
+/// The instruction sets OpenBLAS's SkylakeX kernels are built for (-march=skylake-avx512).
+bool has_avx512() { return cpu_simd() == Simd::avx512; }
 
 bool env_set(const char* name) { return std::getenv(name) != nullptr; }
 

@@ -9,6 +9,10 @@
 
 #include <fmt/format.h>
 
+#include "autodiff/gradients.hpp"
+#include "autodiff/tensor.hpp"
+#include "autodiff/var.hpp"
+
 namespace ad {
 
 namespace {

@@ -28,6 +28,7 @@
 #include <utility>
 
 #include "autodiff/forward.hpp"
+#include "autodiff/gradients.hpp"
 #include "autodiff/tape.hpp"
 
 namespace ad {

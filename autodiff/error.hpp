@@ -72,6 +72,19 @@ class CapacityError : public Error {
   using Error::Error;
 };
 
+/// Memory for a value could not be allocated (names the op and the size); the tape is unchanged.
+class AllocationError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// A tape used from a thread other than the one recording on it (checked in builds without NDEBUG
+/// and in sanitizer builds; see Tape).
+class ThreadError : public Error {
+ public:
+  using Error::Error;
+};
+
 /// Forward mode or a Hessian-vector product met an op without the rule it needs (a user-defined op
 /// without a tangent or curvature rule, a fused scalar expression whose second derivatives were not
 /// recorded).  The message names the op and the entry.

@@ -150,7 +150,8 @@
     box.append(el("h2", {}, label(selected) + "  " + en.op));
     box.append(el("div", { class: "line" }, en.line));
     if (en.args.length) box.append(el("div", { class: "line" }, "arguments: ", ...en.args.map(link)));
-    box.append(el("div", { class: "stats" }, `${en.dtype}[${en.shape.join(",")}]` + (en.group ? `  in ${en.group}` : "")));
+    const type = `${en.dtype}[${en.shape.join(",")}]`;
+    box.append(el("div", { class: "stats" }, type + (en.group ? `  in ${en.group}` : "")));
     box.append(tensorBlock("value", en.value, en.shape, "value"));
     if (!en.grad) {
       box.append(el("p", { class: "hint" }, "takes no gradient (data or a constant)"));

@@ -12,14 +12,12 @@
 
 #include "autodiff/arena.hpp"
 #include "autodiff/array.hpp"
+#include "autodiff/handles.hpp"
+#include "autodiff/tape.hpp"
 
 namespace ad {
 
-class Tape;
-class Var;
 class Expr;
-class Tensor;
-struct Node;
 
 /// The storage behind a Gradients object.
 struct GradStore {
@@ -45,8 +43,12 @@ class Gradients {
   /// dy/dx for a scalar x.
   double operator[](const Var& x) const;
   /// Not an unrecorded expression: converting it would record a new entry after this gradient was
-  /// taken.  Keep the value in an ad::Var before taking the gradient, and look that up.
-  double operator[](const Expr& e) const = delete;
+  /// taken.  Keep the value in an ad::Var before taking the gradient, and look that up.  Deleted (so
+  /// that `requires { g[e]; }` is false); compilers quote the declaration line below when a call
+  /// selects it, so that line carries the reason.
+  // clang-format off
+  double operator[](const Expr& unrecorded) const = delete;  // g[e]: e is an unrecorded ad::Expr (auto e = x * y;), not on the tape. Keep it in an ad::Var (ad::Var e = x * y;) before taking the gradient.
+  // clang-format on
   /// dy/dt for a tensor t: same dtype and shape as t (zeros where nothing flowed in).
   View operator[](const Tensor& t) const;
   /// The adjoint of the latest entry with this name; throws InvalidArgument if none.
@@ -58,6 +60,8 @@ class Gradients {
   Array<T> array(const Tensor& t) const {
     return to_array<T>((*this)[t]);
   }
+  /// Whether the entry was recorded before these gradients were taken (so they hold its adjoint).
+  bool covers(std::uint32_t entry) const { return entry > 0 && entry < s_->adj.size(); }
   /// Whether anything flowed into this entry's adjoint (false for entries the output does not use).
   bool reached(std::uint32_t entry) const;
 
@@ -120,11 +124,6 @@ class BackwardContext {
   const Node& node_;
 };
 
-}  // namespace ad
-
-#include "autodiff/tape.hpp"
-
-namespace ad {
 
 inline void Gradients::check(const char* what) const {
   if (s_->generation != s_->tape->generation()) [[unlikely]]

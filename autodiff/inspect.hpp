@@ -24,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "autodiff/gradients.hpp"
 #include "autodiff/tape.hpp"
 
 namespace ad {

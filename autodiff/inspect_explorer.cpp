@@ -11,7 +11,6 @@
 #include <fstream>
 #include <iterator>
 #include <limits>
-#include <sstream>
 #include <string_view>
 #include <system_error>
 
@@ -220,7 +219,8 @@ Layout layout(const Tape& t, const ExplorerOptions& opt) {
     return r;
   }
   if (find_dot().empty()) {
-    r.note = "Graphviz's dot was not on PATH when this page was written (apt-get install graphviz, then write it again)";
+    r.note = "Graphviz's dot was not on PATH when this page was written "
+             "(apt-get install graphviz, then write it again)";
     return r;
   }
   try {

@@ -4,6 +4,10 @@
 #include <cmath>
 #include <cstring>
 
+#include "autodiff/gradients.hpp"
+#include "autodiff/tensor.hpp"
+#include "autodiff/var.hpp"
+
 namespace ad {
 
 namespace {
@@ -29,6 +33,16 @@ const OpDescriptor const_op{.name = "const"};
 Tape::Tape() {
   grow();
   push(Op::sink, 0.0, 0, 0.0, 0, 0.0);
+  owner_.store(std::thread::id(), std::memory_order_relaxed);  // the sink claims nothing
+}
+
+void Tape::claim_or_throw() {
+  std::thread::id none;
+  if (owner_.compare_exchange_strong(none, std::this_thread::get_id(), std::memory_order_relaxed)) return;
+  throw ThreadError(fmt::format("tape: recording from a thread other than the one that owns this tape ({} entries "
+                                "recorded); a Tape is not thread-safe: use one tape per thread, or hand the tape "
+                                "over and call clear() in the new thread",
+                                size_ - 1));
 }
 
 Tape::~Tape() = default;
@@ -53,6 +67,9 @@ void Tape::grow() {
 }
 
 std::uint32_t Tape::push_node(Node&& node, double scalar_value) {
+#if DELTAGRAD_THREAD_CHECKS
+  check_thread();  // before anything changes
+#endif
   if (size_ == capacity_) grow();  // grow first so a CapacityError leaves the tape unchanged
   const auto k = static_cast<std::uint32_t>(nodes_.size());
   node.entry = static_cast<std::uint32_t>(size_);
@@ -109,6 +126,12 @@ Tensor Tape::name(Tensor t, std::string_view name) {
   return t;
 }
 
+Tensor Tape::alias(Tensor t, std::string_view name) {
+  check(t.tape(), t.generation(), t.index(), "Tape::alias");
+  by_name_[std::string(name)] = t.index();
+  return t;
+}
+
 std::string_view Tape::name_of(std::uint32_t entry) const {
   auto it = names_.find(entry);
   return it == names_.end() ? std::string_view{} : std::string_view(it->second);
@@ -141,6 +164,7 @@ View Tape::value_view(std::uint32_t entry) const {
 }
 
 void Tape::clear() {
+  owner_.store(std::thread::id(), std::memory_order_relaxed);
   size_ = 1;
   ++generation_;
   nodes_.clear();

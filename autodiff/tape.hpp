@@ -19,8 +19,19 @@
 //
 // This header is the core: it knows nothing of printing.  Listings, pictures and step-through
 // live in autodiff/inspect.hpp, which also makes `fmt::print("{}", tape)` work.
+//
+// Threads.  A Tape is not thread-safe: a tape, and every Var, Tensor and Gradients of it, is used by
+// one thread at a time.  Different tapes are independent, so one tape per thread is safe (a shared
+// read-only Array or Parameter may be recorded on several tapes at once; updating it while another
+// thread records or sweeps it is a data race).  A tape belongs to the thread that records on it
+// first after construction or clear(); to hand a tape to another thread, stop using it, make sure
+// the hand-over synchronises (a join, a mutex, a future), and call clear() from the new thread.
+// In builds without NDEBUG (Debug, and the sanitizer builds) recording from any other thread
+// throws ad::ThreadError before the tape is touched; Release builds do not check (define
+// DELTAGRAD_THREAD_CHECKS=1 to check there too; it costs a thread-id comparison per entry).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <new>
 #include <functional>
@@ -30,15 +41,24 @@
 #include <string_view>
 #include <type_traits>
 #include <vector>
+#include <thread>
 
 #include <boost/container/flat_map.hpp>
 #include <boost/container/static_vector.hpp>
-#include <fmt/format.h>
 
 #include "autodiff/arena.hpp"
 #include "autodiff/array.hpp"
 #include "autodiff/error.hpp"
+#include "autodiff/handles.hpp"
 #include "autodiff/op.hpp"
+
+#ifndef DELTAGRAD_THREAD_CHECKS
+#ifdef NDEBUG
+#define DELTAGRAD_THREAD_CHECKS 0
+#else
+#define DELTAGRAD_THREAD_CHECKS 1
+#endif
+#endif
 
 namespace ad {
 
@@ -117,6 +137,8 @@ class Tape {
   /// Gives a recorded value a name, shown in listings and usable for lookups.  Returns the handle.
   Var name(Var v, std::string_view name);
   Tensor name(Tensor t, std::string_view name);
+  /// Makes `name` find t too (lookups by name), without changing the name it is listed under.
+  Tensor alias(Tensor t, std::string_view name);
 
   /// Whether scalar expressions over at most two Vars are fused into one entry (the default; see
   /// autodiff/expr.hpp).  A fused entry keeps only first derivatives: a tape that will take
@@ -191,6 +213,9 @@ class Tape {
   // ---- for op authors ----------------------------------------------------------------------------
   /// Appends a scalar entry.  Unused argument slots are 0 with partial 0.
   std::uint32_t push(Op op, double value, std::uint32_t a, double pa, std::uint32_t b, double pb) {
+#if DELTAGRAD_THREAD_CHECKS
+    check_thread();
+#endif
     if (size_ == capacity_) grow();
     const std::uint32_t i = static_cast<std::uint32_t>(size_++);
     value_[i] = value;
@@ -206,7 +231,23 @@ class Tape {
   void* allocate(std::size_t bytes) { return arena_.allocate(bytes); }
   template <Element T>
   T* allocate_elements(std::int64_t n) {
-    return static_cast<T*>(allocate(sizeof(T) * static_cast<std::size_t>(n)));
+    try {
+      return static_cast<T*>(allocate(sizeof(T) * static_cast<std::size_t>(n)));
+    } catch (const std::bad_alloc&) {
+      throw_allocation_failed("tape", dtype_of<T>, Shape{n});
+    }
+  }
+  /// Storage for the value of shape `shape` that `op` computes: checks the shape (check_shape, so an
+  /// element count that overflows is a ShapeError) and turns running out of memory into an
+  /// AllocationError naming the op and the shape.  Nothing is recorded either way.
+  template <Element T>
+  T* allocate_value(const Shape& shape, const char* op) {
+    check_shape(shape, op);
+    try {
+      return static_cast<T*>(allocate(sizeof(T) * static_cast<std::size_t>(numel(shape))));
+    } catch (const std::bad_alloc&) {
+      throw_allocation_failed(op, dtype_of<T>, shape);
+    }
   }
   /// A copy of an op's saved state in the arena (freed, without destructors, by clear()).
   template <class S>
@@ -240,7 +281,15 @@ class Tape {
   }
   std::vector<std::uint32_t> readers_of(const void* buffer) const;
 
+  /// Throws ThreadError if another thread records on this tape (it belongs to the first thread that
+  /// records after construction or clear()).  Called by push() and push_node() when
+  /// DELTAGRAD_THREAD_CHECKS is on.
+  void check_thread() {
+    if (owner_.load(std::memory_order_relaxed) != std::this_thread::get_id()) claim_or_throw();
+  }
+
  private:
+  void claim_or_throw();
   friend class Gradients;
   /// Zeroed adjoints for every entry, ready to be seeded.
   Gradients start_gradient();
@@ -272,13 +321,13 @@ class Tape {
   boost::container::flat_map<std::uint32_t, std::string> names_;
   boost::container::flat_map<std::string, std::uint32_t, std::less<>> by_name_;
   std::shared_ptr<GradStore> last_;
+  // None until the first entry after construction or clear().  Atomic so that the check itself is
+  // not a data race when two threads do meet on one tape.
+  std::atomic<std::thread::id> owner_{};
 };
 
 }  // namespace ad
 
-#include "autodiff/var.hpp"
-#include "autodiff/tensor.hpp"
-#include "autodiff/gradients.hpp"
 
 namespace ad {
 

@@ -7,53 +7,16 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <string>
 
 #include "autodiff/array.hpp"
+#include "autodiff/gradients.hpp"
+#include "autodiff/handles.hpp"
+#include "autodiff/tape.hpp"
 
 namespace ad {
 
-class Tape;
-class Var;
-struct Node;
 
-class Tensor {
- public:
-  /// An empty handle; using it in an op throws InvalidArgument.
-  Tensor() = default;
-  /// Low-level: the handle of rule entry `index` of `tape`, made in `generation`.
-  Tensor(Tape* tape, std::uint32_t index, std::uint32_t generation) : tape_(tape), index_(index), gen_(generation) {}
-
-  Tape* tape() const { return tape_; }
-  std::uint32_t index() const { return index_; }
-  std::uint32_t generation() const { return gen_; }
-  bool empty() const { return tape_ == nullptr; }
-
-  /// The node behind the handle; throws if the handle is empty or stale.
-  const Node& node() const;
-  DType dtype() const;
-  const Shape& shape() const;
-  std::size_t rank() const { return shape().size(); }
-  std::int64_t size() const { return numel(shape()); }
-  /// Size of dimension k; negative k counts from the end.
-  std::int64_t dim(int k) const;
-  /// The recorded value (valid until tape.clear()).
-  View value() const;
-  /// A copy of the value as an Array<T> (converting the element type if needed).
-  template <Element T>
-  Array<T> to_array() const {
-    return ad::to_array<T>(value());
-  }
-  /// The value of a one-element tensor.
-  double item() const;
-  /// An element as a scalar Var on the same tape (see ad::element).
-  template <class... I>
-  Var operator()(I... i) const;
-
- private:
-  Tape* tape_ = nullptr;
-  std::uint32_t index_ = 0;
-  std::uint32_t gen_ = 0;
-};
 
 /// The element of t at `index` as a Var on t's tape.  Its adjoint flows back into that element of
 /// t's adjoint.  Throws IndexError if the index is out of range or of the wrong rank.
@@ -62,9 +25,21 @@ Var element(const Tensor& t, std::initializer_list<std::int64_t> index);
 /// The value of a one-element tensor (a loss, a sum) as a Var on the same tape.
 Var to_var(const Tensor& t);
 
+// ---- for functions that take tensors (ops, losses, modules) ------------------------------------------
+
+/// The tape of a tensor operand, after checking that the handle is non-empty (InvalidArgument) and
+/// current (StaleHandleError), and (for two operands) that both are on one tape
+/// (ForeignHandleError); every message names `op`.
+Tape& tape_of(const Tensor& t, const char* op);
+Tape& tape_of(const Tensor& a, const Tensor& b, const char* op);
+Tape& tape_of(const Tensor& a, const Var& b, const char* op);
+/// The operand's name on the tape, or `fallback` ("lhs", "x", ...) if unnamed: for error messages.
+std::string operand(const Tensor& t, const char* fallback);
+/// "x is f32[64,784]": operand name and its dtype/shape.
+std::string describe_operand(const Tensor& t, const char* fallback);
+
 }  // namespace ad
 
-#include "autodiff/tape.hpp"
 
 namespace ad {
 

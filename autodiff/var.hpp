@@ -27,44 +27,13 @@
 #include <fmt/format.h>
 
 #include "autodiff/error.hpp"
+#include "autodiff/gradients.hpp"
+#include "autodiff/handles.hpp"
+#include "autodiff/tape.hpp"
 
 namespace ad {
 
-class Tape;
 
-class Expr;
-
-class Var {
- public:
-  /// An empty handle; using it in an op throws InvalidArgument.
-  Var() = default;
-  /// Low-level: the handle of entry `index` of `tape`, made in `generation`.
-  Var(Tape* tape, std::uint32_t index, std::uint32_t generation) : tape_(tape), index_(index), gen_(generation) {}
-  /// Records an expression (autodiff/expr.hpp): this conversion is what writes it to the tape.
-  Var(const Expr& e);  // NOLINT(google-explicit-constructor): recording on conversion is the point
-
-  /// The recorded value; throws StaleHandleError after tape.clear().
-  double value() const;
-  Tape* tape() const { return tape_; }
-  std::uint32_t index() const { return index_; }
-  std::uint32_t generation() const { return gen_; }
-  bool empty() const { return tape_ == nullptr; }
-
-  // The compound forms record the result and rebind this handle to it.
-  template <class E>
-  Var& operator+=(const E& y);
-  template <class E>
-  Var& operator-=(const E& y);
-  template <class E>
-  Var& operator*=(const E& y);
-  template <class E>
-  Var& operator/=(const E& y);
-
- private:
-  Tape* tape_ = nullptr;
-  std::uint32_t index_ = 0;
-  std::uint32_t gen_ = 0;
-};
 
 /// A Var or an unrecorded expression: what the scalar ops accept.
 template <class T>
@@ -79,7 +48,6 @@ Tape& tape_of(const Var& x, const Var& y, const char* what);
 
 }  // namespace ad
 
-#include "autodiff/tape.hpp"
 
 namespace ad {
 
@@ -208,27 +176,31 @@ Var& Var::operator/=(const E& y) { return *this = *this / y; }
 
 // ---- powers ---------------------------------------------------------------------------------------
 
-/// x^c.  d/dx = c x^(c-1).  At x = 0 with c < 1 the partial is inf (or NaN), as the formula gives.
+/// x^c.  d/dx = c x^(c-1), and 0 when c = 0 (x^0 is the constant 1, also at x = 0, where the
+/// formula would give 0·inf = NaN).  At x = 0 with 0 < c < 1 the partial is inf.
 template <Operand A>
 [[gnu::always_inline]] inline Expr pow(const A& x, double c) {
-  return expr::Build::unary(x, Op::pow_c, "pow",
-                            [c](double v) { return std::pair{std::pow(v, c), c * std::pow(v, c - 1.0)}; });
+  return expr::Build::unary(x, Op::pow_c, "pow", [c](double v) {
+    return std::pair{std::pow(v, c), c == 0.0 ? 0.0 : c * std::pow(v, c - 1.0)};
+  });
 }
-/// c^x.  d/dx = c^x ln c.  c < 0 gives NaN for non-integer x.
+/// c^x.  d/dx = c^x ln c; with c = 0 and x >= 0 it is taken as 0 (0^x is 0 for x > 0 and 1 at 0:
+/// ln 0 = -inf would make it NaN or -inf).  c < 0 gives NaN for non-integer x.
 template <Operand A>
 [[gnu::always_inline]] inline Expr pow(double c, const A& x) {
   return expr::Build::unary(x, Op::rpow_c, "pow", [c](double v) {
     const double p = std::pow(c, v);
-    return std::pair{p, p * std::log(c)};
+    return std::pair{p, c == 0.0 && v >= 0.0 ? 0.0 : p * std::log(c)};
   });
 }
-/// x^y.  d/dx = y x^(y-1), d/dy = x^y ln x.  Where x^y = 0 (x = 0, y > 0) d/dy is taken as 0,
-/// its limit; for x < 0, ln x is NaN and so is d/dy.
+/// x^y.  d/dx = y x^(y-1), and 0 when y = 0.  d/dy = x^y ln x, taken as 0 where x = 0 and y >= 0
+/// (its limit from y > 0, as PyTorch does): pow(0, 0) has partials 0 and 0, not NaN and -inf.  For
+/// x < 0, ln x is NaN and so is d/dy.
 template <Operand A, Operand B>
 [[gnu::always_inline]] inline Expr pow(const A& x, const B& y) {
   return expr::Build::binary(x, y, Op::pow, "pow", [](double a, double b) {
     const double p = std::pow(a, b);
-    return std::tuple{p, b * std::pow(a, b - 1.0), p == 0.0 ? 0.0 : p * std::log(a)};
+    return std::tuple{p, b == 0.0 ? 0.0 : b * std::pow(a, b - 1.0), a == 0.0 && b >= 0.0 ? 0.0 : p * std::log(a)};
   });
 }
 /// x².  d/dx = 2x.

@@ -41,7 +41,8 @@ void time_writes(const char* net, int runs, const std::filesystem::path& page, R
 
 int main(int argc, char** argv) {
   const bool keep = argc > 1;
-  const std::filesystem::path dir = keep ? argv[1] : std::filesystem::temp_directory_path() / "deltagrad-bench-explorer";
+  const std::filesystem::path dir =
+      keep ? std::filesystem::path(argv[1]) : std::filesystem::temp_directory_path() / "deltagrad-bench-explorer";
   std::filesystem::create_directories(dir);
 
   nn::MLP seed = walkthrough_detail::to_mlp(walkthrough_network());

@@ -2,17 +2,26 @@
 // step-through of layer 1's residual δ^(1), a picture of the tape, the explorer page to click
 // through, and the finiteness check finding where a log(0) happened.
 //
-//   inspect_tape [picture path]      (default: tape.svg in the current directory; the explorer page
-//                                     is written beside it, with the extension .html)
+//   inspect_tape [--out DIR] [picture path]   (default: DIR/tape.svg, DIR the current directory; the
+//                                             explorer page is written beside it, extension .html)
 #include <fmt/core.h>
 
 #include <cstdint>
+#include <stdexcept>
 
 #include "autodiff/autodiff.hpp"
+#include "examples/output_dir.hpp"
 #include "nn/nn.hpp"
 
 int main(int argc, char** argv) {
-  const std::filesystem::path picture = argc > 1 ? argv[1] : "tape.svg";
+  std::filesystem::path out;
+  try {
+    out = examples::take_output_dir(argc, argv);
+  } catch (const std::invalid_argument& e) {
+    fmt::print(stderr, "inspect_tape: {}\nusage: inspect_tape [--out DIR] [picture path]\n", e.what());
+    return 2;
+  }
+  const std::filesystem::path picture = argc > 1 ? std::filesystem::path(argv[1]) : out / "tape.svg";
   const std::filesystem::path page = std::filesystem::path(picture).replace_extension(".html");
   // The seed's 3-4-3 network: sigmoid hidden layer, softmax outputs with cross-entropy, float64.
   // nn names what it records layer<l>.W, layer<l>.b, layer<l>.z and layer<l>.a.

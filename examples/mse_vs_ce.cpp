@@ -7,15 +7,17 @@
 // gives δ^(L) = a − y: no such factor.  Here δ^(L) is measured, as m times the tape's adjoint of
 // layer2.z, not assumed.
 //
-//   mse_vs_ce [--epochs N] [--svg PATH]
+//   mse_vs_ce [--out DIR] [--epochs N] [--svg PATH]   (default PATH: DIR/mse_vs_ce.svg)
 #include <cmath>
 #include <cstring>
 #include <numeric>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include <fmt/core.h>
 
+#include "examples/output_dir.hpp"
 #include "examples/svg_plot.hpp"
 #include "nn/nn.hpp"
 
@@ -99,15 +101,22 @@ void train_epoch(nn::MLP& net, nn::SGD& opt, ad::Tape& tape, const Data& d, cons
 }  // namespace
 
 int main(int argc, char** argv) {
+  const auto usage = [] {
+    fmt::print(stderr, "usage: mse_vs_ce [--out DIR] [--epochs N] [--svg PATH]\n");
+    return 2;
+  };
   int epochs = 40;
-  std::string svg_path = "mse_vs_ce.svg";
+  std::string svg_path;
+  try {
+    svg_path = (examples::take_output_dir(argc, argv) / "mse_vs_ce.svg").string();
+  } catch (const std::invalid_argument& e) {
+    fmt::print(stderr, "mse_vs_ce: {}\n", e.what());
+    return usage();
+  }
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--epochs") == 0 && i + 1 < argc) epochs = std::max(1, std::atoi(argv[++i]));
     else if (std::strcmp(argv[i], "--svg") == 0 && i + 1 < argc) svg_path = argv[++i];
-    else {
-      fmt::print(stderr, "usage: mse_vs_ce [--epochs N] [--svg PATH]\n");
-      return 2;
-    }
+    else return usage();
   }
   nn::Rng data_rng(2024);
   const Data d = make_data(data_rng);

@@ -37,6 +37,29 @@ void section(int n, std::string_view en, std::string_view cn) {
   fmt::print("\n{} {}\n{}\n", n, zh ? cn : en, std::string(96, '-'));
 }
 
+/// The seed's reader asked seven questions (in red, beside the derivation); each is restated here,
+/// in this program's words, where it is answered.
+void question(int n) {
+  struct Q {
+    const char* en;
+    const char* cn;
+  };
+  static constexpr Q questions[] = {
+      {"What exactly is a \"residual\" (残差)? Explain it.", "“残差”到底指什么？请解释一下。"},
+      {"In 9.21, how can x_j equal a_j ∂J/∂b_i, and why should anything there equal 1?",
+       "9.21 里 x_j 怎么会等于 a_j ∂J/∂b_i？又为什么会有某个量等于 1？"},
+      {"So a parameter's gradient is the next layer's residual: is that reading right?",
+       "这么说，参数的梯度就是下一层的残差：这样理解对吗？"},
+      {"How, concretely, are δ^(L−1), …, δ^(1) computed?", "δ^(L−1)、…、δ^(1) 具体是怎么一层层算出来的？"},
+      {"Why is 9.23 the derivative? Show the steps.", "为什么 9.23 就是这个导数？请写出推导步骤。"},
+      {"9.26: give the detailed steps, and skip none.", "9.26：请给出详细步骤，一步也不要省略。"},
+      {"Overall the derivation reads smoothly, but it needs filling in.", "整体推导读起来很顺，但还需要补全细节。"},
+  };
+  const Q& q = questions[n - 1];
+  if (zh) fmt::print("   读者的问题 {}：{}\n\n", n, q.cn);
+  else fmt::print("   The reader's question {}: {}\n\n", n, q.en);
+}
+
 /// Row n of a matrix as "[  0.1234  -0.5678 ]".
 std::string row(const Mat& v, std::int64_t n = 0, int width = 8, int digits = 4) {
   std::string s = "[";
@@ -114,6 +137,7 @@ void forward_pass(const Network& net, const Mat& x, const Pass& p, const TapeRun
 
 void what_is_delta(const Network& net, const Mat& x, const Mat& y, const Pass& p, const TapeRun& t) {
   section(2, "What δ is, and why it is called the residual (question 1)", "δ 是什么，为什么叫“残差”（问题 1）");
+  question(1);
   say("   δ_i^(l) = ∂J/∂z_i^(l): how much the loss J moves per unit change of z_i^(l), the weighted input\n"
       "   of node i in layer l. The name comes from fitting a line: with a linear output and squared\n"
       "   error, J = ½‖y − z^(L)‖² and δ^(L) = z^(L) − y, the prediction minus the target: the residual\n"
@@ -155,6 +179,7 @@ void what_is_delta(const Network& net, const Mat& x, const Mat& y, const Pass& p
 void output_delta(const Pass& p, const Mat& y, const TapeRun& t) {
   section(3, "The output residual δ^(3): softmax with cross-entropy, every step (question 6)",
           "输出层残差 δ^(3)：softmax 加交叉熵，一步不跳（问题 6）");
+  question(6);
   const Mat& a = p.layer(3).a;
   say("   Step 1, the loss. J = −Σ_k y_k ln a_k (9.24). y is 1 at the true class k̃ = 2 and 0 elsewhere,\n"
       "   so J = −ln a_2 (9.25).",
@@ -209,6 +234,7 @@ void output_delta(const Pass& p, const Mat& y, const TapeRun& t) {
 
 void squared_error_chain_rule(const Network& net, const Mat& x, const Mat& y, const Pass& p) {
   section(4, "Why 9.23 is the derivative of squared error (question 5)", "为什么 9.23 是平方误差的导数（问题 5）");
+  question(5);
   say("   J = ½ Σ_k (y_k − a_k)² (9.22).\n"
       "   Step 1: ∂J/∂a_k = (y_k − a_k) · ∂(y_k − a_k)/∂a_k = −(y_k − a_k)   (the derivative of ½u² is u).\n"
       "   Step 2: for an element-wise f, a_k = f(z_k) depends on z_k only:\n"
@@ -253,6 +279,7 @@ void squared_error_chain_rule(const Network& net, const Mat& x, const Mat& y, co
 void recursion(const Network& net, const Pass& p, const TapeRun& t) {
   section(5, "From δ^(3) back to δ^(2) and δ^(1): the recursion (question 4)",
           "从 δ^(3) 递推出 δ^(2) 和 δ^(1)（问题 4）");
+  question(4);
   say("   z_j^(l+1) = Σ_i W_ji^(l+1) a_i^(l) + b_j^(l+1) and a_i^(l) = f(z_i^(l)), so\n"
       "     ∂z_j^(l+1)/∂z_i^(l) = W_ji^(l+1) f′(z_i^(l))            (9.18, corrected)\n"
       "     δ_i^(l) = Σ_j δ_j^(l+1) W_ji^(l+1) f′(z_i^(l))           (9.16 with 9.18: 9.19, corrected)\n"
@@ -304,6 +331,8 @@ void recursion(const Network& net, const Pass& p, const TapeRun& t) {
 
 void parameter_gradients(const Network& net, const Mat& x, const Pass& p, const TapeRun& t) {
   section(6, "Gradients of the parameters (questions 2 and 3; 9.21)", "参数的梯度（问题 2、3；9.21）");
+  question(2);
+  question(3);
   say("   z_i^(l) = Σ_j W_ij^(l) x_j^(l) + b_i^(l), so ∂z_i/∂W_ij = x_j and ∂z_i/∂b_i = 1.\n"
       "   With δ_i = ∂J/∂z_i:\n"
       "     ∂J/∂W_ij^(l) = δ_i^(l) x_j^(l) = δ_i^(l) a_j^(l−1)      that is  ∂J/∂W^(l) = δ^(l) (x^(l))ᵀ\n"
@@ -364,9 +393,17 @@ void descent_step(const Network& net, const Mat& x, const Mat& y, const Pass& p)
 int main(int argc, char** argv) {
   const char* explorer = nullptr;
   for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--lang") == 0 && i + 1 < argc) zh = std::strcmp(argv[++i], "zh") == 0;
-    else if (std::strcmp(argv[i], "--explorer") == 0 && i + 1 < argc) explorer = argv[++i];
-    else {
+    const std::string_view lang = std::strcmp(argv[i], "--lang") == 0 && i + 1 < argc ? argv[i + 1] : "";
+    if (lang == "en" || lang == "zh") {
+      zh = lang == "zh";
+      ++i;
+    } else if (std::strcmp(argv[i], "--explorer") == 0 && i + 1 < argc) {
+      explorer = argv[++i];
+    } else {
+      if (std::strcmp(argv[i], "--lang") == 0)
+        fmt::print(stderr, "walkthrough: no explanations in '{}' (en or zh)\n", i + 1 < argc ? argv[i + 1] : "");
+      else
+        fmt::print(stderr, "walkthrough: unknown argument '{}'\n", argv[i]);
       fmt::print(stderr, "usage: walkthrough [--lang en|zh] [--explorer PATH]\n");
       return 2;
     }
@@ -384,6 +421,24 @@ int main(int argc, char** argv) {
       "  z^(l) = W^(l) x^(l) + b^(l)，a^(l) = f(z^(l))，x^(l+1) = a^(l)，W^(l) 是 s_l × s_(l−1)，\n"
       "  δ_i^(l) = ∂J/∂z_i^(l)。下标从 1 开始。第 1、2 层用 sigmoid；第 3 层（L = 3）用 softmax；\n"
       "  损失为交叉熵；一个样本，真实类别 k̃ = 2。");
+  say("\nThe equation numbers 9.14–9.27 and questions 1–7 are the seed's: a derivation of backpropagation\n"
+      "(in Chinese) whose reader asked seven questions beside it. Each section below restates the question\n"
+      "it answers. The derivation itself, step by step, is in docs/backprop.md (Chinese: docs/backprop.zh.md).\n"
+      "\n"
+      "How to read the checks. Each number computed by hand (nn/backprop, plain loops) is compared with\n"
+      "the same number read from the tape. \"tape ✓ |Δ| 1.1e-16\" means they agree: |Δ| is the largest\n"
+      "absolute difference over the entries shown, and ✓ means |Δ| ≤ 1e-12 · max(1, largest |entry|),\n"
+      "that is, equal up to float64 rounding (about 1e-16 per operation, a few operations deep).\n"
+      "✗ marks a difference above that: expected beside the seed's formulas as printed, and a failure\n"
+      "beside the corrected ones (the program then exits with status 1).",
+      "\n公式编号 9.14–9.27 和问题 1–7 都来自原文：一份反向传播的中文推导，读者在旁边提了七个问题。\n"
+      "下面每一节开头都复述它所回答的问题。逐步的完整推导见 docs/backprop.zh.md（英文版 docs/backprop.md）。\n"
+      "\n"
+      "怎样读核对标记。每个手算的数（nn/backprop，普通循环）都与从计算带读出的同一个数比较。\n"
+      "“tape ✓ |Δ| 1.1e-16”表示两者一致：|Δ| 是所列各元素中最大的绝对差，✓ 表示\n"
+      "|Δ| ≤ 1e-12 · max(1, 最大的 |元素|)，即在 float64 舍入误差之内相等（每次运算约 1e-16，累积几次）。\n"
+      "✗ 表示差别超过这个界：出现在原文字面公式旁是意料之中的；出现在修正后的公式旁则是错误\n"
+      "（程序以状态 1 退出）。");
   const Pass p = nn::backprop::forward_backward(net, x, y, Loss::cross_entropy, 0.0);
   const TapeRun t = tape_run(net, x, y, Loss::cross_entropy);
   forward_pass(net, x, p, t);
@@ -394,6 +449,7 @@ int main(int argc, char** argv) {
   parameter_gradients(net, x, p, t);
   descent_step(net, x, y, p);
   section(8, "Summary (question 7)", "小结（问题 7）");
+  question(7);
   if (zh)
     fmt::print("   修正后的公式：{} 处与计算带一致（✓），{} 处不一致。\n"
                "   原文字面的公式（9.19、9.27，以及用于 softmax 的 9.23）：{} 处与计算带不符（✗）。\n",
@@ -404,9 +460,10 @@ int main(int argc, char** argv) {
                agree, disagree, printed_off);
   say("   The seed's derivation is smooth; what it needed was the softmax Jacobian, the transpose of the\n"
       "   next layer's weights, a line break in 9.21, and the numbers above. Full derivation:\n"
-      "   docs/backprop.md; tests: ctest --test-dir build -R seed.",
+      "   docs/backprop.md (Chinese: docs/backprop.zh.md); tests: ctest --test-dir build -R seed.",
       "   原文的推导思路是顺的；需要补上的是 softmax 的雅可比矩阵、下一层权重的转置、9.21 的一个\n"
-      "   换行，以及上面这些数字。完整推导见 docs/backprop.md；测试：ctest --test-dir build -R seed。");
+      "   换行，以及上面这些数字。完整推导见 docs/backprop.zh.md（英文版 docs/backprop.md）；\n"
+      "   测试：ctest --test-dir build -R seed。");
   if (explorer) {
     // The same network and sample on a tape, as a page to click through: every δ^(l) is the
     // adjoint of layer<l>.z, and the step buttons replay the sweep that filled it in.

@@ -35,8 +35,10 @@ void ActivationLayer::set_layer(int layer) {
 
 ad::Tensor ActivationLayer::forward(const ad::Tensor& z) {
   ad::Tensor a = f_(z);
-  if (!a_name_.empty()) z.tape()->name(a, a_name_);
-  return a;
+  if (a_name_.empty()) return a;
+  // identity records nothing: a^(l) is the entry z^(l), listed as layer<l>.z and found by both names
+  if (a.index() == z.index()) return z.tape()->alias(a, a_name_);
+  return z.tape()->name(a, a_name_);
 }
 
 std::string ActivationLayer::describe() const { return f_.name(); }

@@ -327,8 +327,35 @@ Dataset read_csv(const std::filesystem::path& path, const CsvOptions& opt) {
 
 // ---- batches -----------------------------------------------------------------------------------------
 
-Batches::Batches(const Dataset& data, std::int64_t batch_size, Rng* rng) : data_(data), n_(data.size()), batch_(batch_size) {
+std::uint64_t fingerprint(std::span<const std::byte> bytes, std::uint64_t h) {
+  constexpr std::uint64_t prime = 0x100000001b3ULL;
+  std::size_t i = 0;
+  for (; i + 8 <= bytes.size(); i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, bytes.data() + i, 8);
+    h = (h ^ w) * prime;
+  }
+  for (; i < bytes.size(); ++i) h = (h ^ static_cast<std::uint64_t>(bytes[i])) * prime;
+  return h ^ (h >> 29);
+}
+
+std::uint64_t fingerprint(const Dataset& d) {
+  std::uint64_t h = fingerprint(std::as_bytes(std::span(d.x.data(), static_cast<std::size_t>(d.x.size()))));
+  h = fingerprint(std::as_bytes(std::span(d.labels)), h);
+  const std::int64_t shape[] = {d.size(), d.features(), d.classes};
+  return fingerprint(std::as_bytes(std::span(shape)), h);
+}
+
+std::pair<std::int64_t, std::int64_t> shard_range(std::int64_t n, Shard s) {
+  if (s.ranks <= 0 || s.rank < 0 || s.rank >= s.ranks)
+    throw ad::InvalidArgument(fmt::format("shard: rank {} of {} (need 0 <= rank < ranks)", s.rank, s.ranks));
+  return {n * s.rank / s.ranks, n * (s.rank + 1) / s.ranks};
+}
+
+Batches::Batches(const Dataset& data, std::int64_t batch_size, Rng* rng, Shard shard)
+    : data_(data), n_(data.size()), batch_(batch_size), shard_(shard) {
   if (batch_size <= 0) throw ad::InvalidArgument(fmt::format("batches: batch size {} (must be positive)", batch_size));
+  shard_range(0, shard);  // checks the shard
   if (static_cast<std::int64_t>(data.labels.size()) != n_)
     throw ad::ShapeError(fmt::format("batches: the data set has {} rows but {} labels", n_, data.labels.size()));
   order_.resize(static_cast<std::size_t>(n_));
@@ -357,7 +384,8 @@ Batches::iterator& Batches::iterator::operator++() {
 void Batches::iterator::fill() {
   Batches& o = *owner_;
   o.current_ ^= 1;
-  const std::int64_t b = std::min(o.batch_, o.n_ - start_);
+  const auto [lo, hi] = shard_range(std::min(o.batch_, o.n_ - start_), o.shard_);
+  const std::int64_t b = hi - lo;
   const std::int64_t f = o.data_.features();
   ad::Array<float>& x = o.x_[o.current_];
   // Reuse the buffer unless its shape differs or something (a tape leaf) still shares it.
@@ -367,7 +395,7 @@ void Batches::iterator::fill() {
   y.resize(static_cast<std::size_t>(b));
   const float* src = o.data_.x.data();
   for (std::int64_t i = 0; i < b; ++i) {
-    const std::int64_t r = o.order_[static_cast<std::size_t>(start_ + i)];
+    const std::int64_t r = o.order_[static_cast<std::size_t>(start_ + lo + i)];
     std::memcpy(x.data() + i * f, src + r * f, sizeof(float) * static_cast<std::size_t>(f));
     y[static_cast<std::size_t>(i)] = o.data_.labels[static_cast<std::size_t>(r)];
   }

@@ -12,6 +12,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "autodiff/array.hpp"
@@ -75,6 +76,23 @@ Dataset read_csv(const std::filesystem::path& path, const CsvOptions& options = 
 /// The same from the text of a CSV file (`where` names the source in error messages).
 Dataset parse_csv(std::string_view text, const CsvOptions& options = {}, const std::string& where = "<csv>");
 
+/// A 64-bit hash of a data set's rows and labels (not cryptographic): processes that must train on
+/// the same data compare it.
+std::uint64_t fingerprint(const Dataset& data);
+/// The same hash of any bytes, continued from `h` (64-bit FNV-1a over 8-byte words).
+std::uint64_t fingerprint(std::span<const std::byte> bytes, std::uint64_t h = 0xcbf29ce484222325ULL);
+
+/// Which part of the work one process of a group takes: process `rank` of `ranks` (rank 0 of 1 is
+/// everything).
+struct Shard {
+  int rank = 0;
+  int ranks = 1;
+};
+
+/// Rows [n·rank/ranks, n·(rank+1)/ranks) of n: the parts of all ranks, in rank order, cover 0..n
+/// once, and their sizes differ by at most one.  Throws InvalidArgument unless 0 <= rank < ranks.
+std::pair<std::int64_t, std::int64_t> shard_range(std::int64_t n, Shard shard);
+
 /// One mini-batch: `x` [B, features] and its B labels.  Both are valid until the next batch is
 /// produced (the iterator reuses their memory once nothing else holds it).
 struct Batch {
@@ -85,9 +103,14 @@ struct Batch {
 /// The mini-batches of one pass over a data set, in a random order drawn from `rng` (or in order
 /// when rng is null).  The last batch is smaller when the batch size does not divide N.
 ///   for (auto [x, y] : nn::batches(train, 128, rng)) { ... }
+///
+/// With a Shard, each batch of the pass is split between the ranks (shard_range of its size) and
+/// only this rank's rows are produced: every rank draws the same order from an engine in the same
+/// state, so the ranks' parts of step s together are exactly batch s of the one-process pass.  A
+/// rank gets an empty batch [0, features] when the batch has fewer rows than there are ranks.
 class Batches {
  public:
-  Batches(const Dataset& data, std::int64_t batch_size, Rng* rng);
+  Batches(const Dataset& data, std::int64_t batch_size, Rng* rng, Shard shard = {});
 
   class iterator {
    public:
@@ -115,6 +138,7 @@ class Batches {
   const Dataset& data_;
   std::int64_t n_ = 0;
   std::int64_t batch_ = 0;
+  Shard shard_;
   std::vector<std::int64_t> order_;
   // Two buffers used in turn, so that filling a batch never overwrites the previous one while a
   // tape that has not been cleared yet still reads it.
@@ -126,6 +150,10 @@ class Batches {
 /// A shuffled pass when given an engine, in order when not.
 inline Batches batches(const Dataset& data, std::int64_t batch_size, Rng& rng) { return Batches(data, batch_size, &rng); }
 inline Batches batches(const Dataset& data, std::int64_t batch_size) { return Batches(data, batch_size, nullptr); }
+/// This rank's part of every batch of a shuffled pass.
+inline Batches batches(const Dataset& data, std::int64_t batch_size, Rng& rng, Shard shard) {
+  return Batches(data, batch_size, &rng, shard);
+}
 
 /// Rows [begin, end) of a data set, copied (e.g. to hold out a validation set).
 Dataset slice(const Dataset& data, std::int64_t begin, std::int64_t end);

@@ -44,4 +44,11 @@ class TrainingError : public ad::NonFiniteError {
   std::string parameter_;
 };
 
+/// Processes training one model together disagree (data sets, settings or parameters differ
+/// between ranks), or the message-passing library reported an error.  Thrown on every rank alike.
+class DistributedError : public ad::Error {
+ public:
+  using ad::Error::Error;
+};
+
 }  // namespace nn

@@ -1,5 +1,7 @@
 #include "nn/linear.hpp"
 
+#include "autodiff/ops/record.hpp"
+
 namespace nn {
 
 Linear::Linear(std::int64_t in, std::int64_t out, Rng& rng, LinearOptions opt) : in_(in), out_(out) {
@@ -42,12 +44,11 @@ std::string Linear::describe() const {
 ad::Tensor Linear::forward(const ad::Tensor& x) {
   const ad::Shape& s = x.shape();  // also checks that the handle is usable
   if (s.size() != 2 || s[1] != in_)
-    throw ad::ShapeError(fmt::format("layer{} (Linear({} -> {})): the input {} is {}; expected [B,{}]", layer_, in_,
-                                     out_, x.tape()->label(x.index(), "x"), ad::describe(x.dtype(), s), in_));
+    throw ad::ShapeError(fmt::format("layer{} (Linear({} -> {})): {}; expected [B,{}]", layer_, in_, out_,
+                                     ad::ops::describe_operand(x, "x"), in_));
   if (x.dtype() != W_->dtype())
-    throw ad::DTypeError(fmt::format("layer{} (Linear({} -> {})): the input {} is {} but the layer holds {}", layer_,
-                                     in_, out_, x.tape()->label(x.index(), "x"), ad::describe(x.dtype(), s),
-                                     ad::to_string(W_->dtype())));
+    throw ad::DTypeError(fmt::format("layer{} (Linear({} -> {})): {} but the layer holds {}", layer_, in_, out_,
+                                     ad::ops::describe_operand(x, "x"), ad::to_string(W_->dtype())));
   ad::Tape& tape = *x.tape();
   const ad::Tensor W = W_->record(tape);
   const ad::Tensor b = b_->record(tape);

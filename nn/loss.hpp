@@ -1,7 +1,7 @@
 // Loss functions J, each averaged over the batch (the rows of a [B, K] input; a rank-1 input is a
-// single sample).  All return a rank-0 tensor, ready for tape.gradient(J).  They are compositions
-// of autodiff ops, so their gradients come from the ops' rules; the comments state what those
-// gradients are.
+// single sample).  All return a rank-0 tensor, ready for tape.gradient(J), named "loss" on the tape
+// (give it another name with tape.name).  They are autodiff ops, so their gradients come from the
+// ops' rules; the comments state what those gradients are.
 #pragma once
 
 #include <cstdint>
@@ -25,10 +25,11 @@ ad::Tensor cross_entropy(const ad::Tensor& a, const ad::Tensor& y);
 /// The same for one-hot targets given as labels (eq. 9.25): J = −(1/B) Σ_b ln a_{b, label_b}.
 ad::Tensor cross_entropy(const ad::Tensor& a, std::span<const std::int32_t> labels);
 
-/// Softmax followed by cross-entropy, fused, from logits z [B, K] and integer labels:
-/// J = −(1/B) Σ_b log_softmax(z_b)_{label_b}, computed stably (the row maximum is subtracted
-/// inside log_softmax, so any finite logits give a finite J).  ∂J/∂z = (softmax(z) − y)/B with y
-/// the one-hot labels: the seed's δ^(L) = a − y (corrected eq. 9.27) per sample.
+/// Softmax followed by cross-entropy, fused into one tape entry (ad::softmax_cross_entropy), from
+/// logits z [B, K] and integer labels: J = −(1/B) Σ_b log_softmax(z_b)_{label_b}, computed stably
+/// (the row maximum is subtracted first, so any finite logits give a finite J).
+/// ∂J/∂z = (softmax(z) − y)/B with y the one-hot labels: the seed's δ^(L) = a − y (corrected
+/// eq. 9.27) per sample.
 ad::Tensor softmax_cross_entropy(const ad::Tensor& logits, std::span<const std::int32_t> labels);
 
 /// Binary cross-entropy on probabilities p ∈ (0, 1) with targets y ∈ [0, 1] of the same shape:

@@ -10,6 +10,10 @@
 #include "nn/loss.hpp"
 #include "nn/module.hpp"
 #include "nn/optim.hpp"
+#include "nn/penalty.hpp"
 #include "nn/second_order.hpp"
 #include "nn/sequential.hpp"
 #include "nn/train.hpp"
+#if defined(DELTAGRAD_HAVE_MPI)
+#include "nn/distributed.hpp"
+#endif

@@ -23,7 +23,6 @@ void Optimizer::step(const ad::Gradients& g) {
 void Optimizer::collect(const ad::Gradients& g) {
   g_.reset();
   const ad::Tape& tape = g.tape();
-  const auto swept = static_cast<std::uint32_t>(g.store().adj.size());  // entries the sweep covered
   std::vector<void*> grads(params_.size());
   sums32_.resize(params_.size());
   sums64_.resize(params_.size());
@@ -31,7 +30,7 @@ void Optimizer::collect(const ad::Gradients& g) {
     const Parameter& p = *params_[k];
     ad::dispatch(p.dtype(), [&]<class T>() {
       std::vector<std::uint32_t> readers = tape.readers(p.array<T>());
-      std::erase_if(readers, [&](std::uint32_t e) { return e >= swept || !tape.requires_grad(e); });
+      std::erase_if(readers, [&](std::uint32_t e) { return !g.covers(e) || !tape.requires_grad(e); });
       if (readers.empty())
         throw ad::InvalidArgument(fmt::format(
             "Optimizer::collect: parameter {} ({}) was not recorded in the computation these gradients come from; run "

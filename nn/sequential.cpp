@@ -56,6 +56,17 @@ Init default_init(Activation f) {
 
 MLP::MLP(const std::vector<std::int64_t>& sizes, Activation hidden, Activation output, Rng& rng, MLPOptions opt)
     : sizes_(sizes) {
+  build(hidden, output, rng, opt);
+}
+
+MLP::MLP(const std::vector<std::int64_t>& sizes, Activation hidden, Activation output, MLPOptions opt)
+    : sizes_(sizes) {
+  Rng rng;  // the generator's default seed
+  build(hidden, output, rng, opt);
+}
+
+void MLP::build(Activation hidden, Activation output, Rng& rng, const MLPOptions& opt) {
+  const std::vector<std::int64_t>& sizes = sizes_;
   if (sizes.size() < 2)
     throw ad::InvalidArgument(fmt::format("MLP: {} sizes given; need the input size and at least one layer", sizes.size()));
   for (auto s : sizes)

@@ -60,9 +60,15 @@ class MLP : public Sequential {
   MLP(const std::vector<std::int64_t>& sizes, Activation hidden, Activation output, Rng& rng, MLPOptions options = {});
   MLP(const std::vector<std::int64_t>& sizes, Activation hidden, Rng& rng, MLPOptions options = {})
       : MLP(sizes, hidden, identity, rng, options) {}
+  /// Without a generator: the weights are drawn from a default-seeded Rng (the same numbers every
+  /// time), for a network whose weights are loaded next (nn::load) or that needs no particular seed.
+  MLP(const std::vector<std::int64_t>& sizes, Activation hidden, Activation output, MLPOptions options = {});
+  MLP(const std::vector<std::int64_t>& sizes, Activation hidden, MLPOptions options = {})
+      : MLP(sizes, hidden, identity, options) {}
   const std::vector<std::int64_t>& sizes() const { return sizes_; }
 
  private:
+  void build(Activation hidden, Activation output, Rng& rng, const MLPOptions& options);
   std::vector<std::int64_t> sizes_;
 };
 

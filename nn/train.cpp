@@ -34,9 +34,11 @@ double accuracy(const ad::View& scores, std::span<const std::int32_t> labels) {
   return static_cast<double>(correct(scores, labels)) / static_cast<double>(labels.size());
 }
 
-Evaluation evaluate(Module& net, const Dataset& data, const LossFn& loss, std::int64_t batch_size) {
-  Evaluation e;
-  if (data.size() == 0) return e;
+namespace {
+
+/// Summed loss and number of correct rows over a data set (what evaluate() divides by its size).
+std::pair<double, std::int64_t> evaluate_sums(Module& net, const Dataset& data, const LossFn& loss,
+                                              std::int64_t batch_size) {
   ad::Tape tape;
   double total = 0;
   std::int64_t hits = 0;
@@ -46,6 +48,15 @@ Evaluation evaluate(Module& net, const Dataset& data, const LossFn& loss, std::i
     total += loss(out, y).item() * static_cast<double>(y.size());
     hits += correct(out.value(), y);
   }
+  return {total, hits};
+}
+
+}  // namespace
+
+Evaluation evaluate(Module& net, const Dataset& data, const LossFn& loss, std::int64_t batch_size) {
+  Evaluation e;
+  if (data.size() == 0) return e;
+  const auto [total, hits] = evaluate_sums(net, data, loss, batch_size);
   e.loss = total / static_cast<double>(data.size());
   e.accuracy = static_cast<double>(hits) / static_cast<double>(data.size());
   return e;
@@ -117,50 +128,82 @@ std::string compute_summary() {
 std::vector<EpochReport> fit(Module& net, Optimizer& opt, const Dataset& train, Rng& rng, const FitOptions& o) {
   if (o.epochs < 0 || o.batch_size <= 0)
     throw ad::InvalidArgument(fmt::format("fit: epochs {} must be >= 0 and batch_size {} > 0", o.epochs, o.batch_size));
-  const bool terminal = o.out && (o.progress == FitOptions::Progress::terminal ||
-                                  (o.progress == FitOptions::Progress::automatic && ::isatty(::fileno(o.out))));
+  ProcessGroup* group = o.distributed;
+  const Shard shard = group ? Shard{group->rank(), group->size()} : Shard{};
+  std::FILE* const out = shard.rank == 0 ? o.out : nullptr;
+  const Dataset* validation = o.validation;
+  Dataset validation_part;  // this rank's rows of the validation set
+  if (group) {
+    std::int64_t elements = 0;
+    for (const auto& p : opt.parameters()) elements += p->size();
+    auto hash = [](const Dataset& d) { return static_cast<std::int64_t>(fingerprint(d)); };
+    const std::int64_t settings[] = {train.size(),
+                                     train.features(),
+                                     hash(train),
+                                     o.batch_size,
+                                     o.epochs,
+                                     o.validation ? hash(*o.validation) : -1,
+                                     static_cast<std::int64_t>(opt.parameters().size()),
+                                     elements};
+    group->check_same(settings, "fit: the training set, validation set, batch size, epochs and parameter sizes");
+    group->broadcast(opt.parameters(), rng);
+    if (o.validation) {
+      const auto [lo, hi] = shard_range(o.validation->size(), shard);
+      validation_part = slice(*o.validation, lo, hi);
+      validation = &validation_part;
+    }
+  }
+  const bool terminal = out && (o.progress == FitOptions::Progress::terminal ||
+                                (o.progress == FitOptions::Progress::automatic && ::isatty(::fileno(out))));
   std::vector<EpochReport> reports;
   ad::Tape tape;
   const ParameterList& params = opt.parameters();
   Snapshot before(params);
   long step = 0;
-  const auto n = static_cast<double>(train.size());
-  if (o.out) fmt::print(o.out, "fit: {} samples, batch {}, {}\n", train.size(), o.batch_size, compute_summary());
-  for (int epoch = 1; epoch <= o.epochs; ++epoch) {
-    EpochReport r;
-    r.epoch = epoch;
-    if (o.learning_rate) opt.set_learning_rate(o.learning_rate(epoch));
-    r.learning_rate = opt.learning_rate();
+  // One line on what runs the products (and, under it, a warning when the BLAS kernels are slower
+  // than this CPU allows).
+  if (out) fmt::print(out, "fit: {} samples, batch {}, {}; {}\n", train.size(), o.batch_size, compute_summary(),
+                      ad::blas::summary_line());
+  const std::int64_t n = train.size();
+  auto train_epoch = [&](EpochReport& r) {
+    // This rank's summed loss, correct rows and rows; `done` counts the rows of all ranks.
     double total = 0;
-    std::int64_t hits = 0, seen = 0;
+    std::int64_t hits = 0, seen = 0, done = 0;
     const auto start = Clock::now();
     auto last_draw = start;
     auto line = [&](double elapsed) {
-      const double rate = elapsed > 0 ? static_cast<double>(seen) / elapsed : 0.0;
-      const double left = rate > 0 ? (n - static_cast<double>(seen)) / rate : 0.0;
-      return fmt::format("epoch {}/{}  {:>6}/{}  loss {:.4f}  acc {:.4f}  {:.0f} samples/s  ETA {}", epoch, o.epochs,
-                         seen, train.size(), seen ? total / static_cast<double>(seen) : 0.0,
+      const double rate = elapsed > 0 ? static_cast<double>(done) / elapsed : 0.0;
+      const double left = rate > 0 ? static_cast<double>(n - done) / rate : 0.0;
+      return fmt::format("epoch {}/{}  {:>6}/{}  loss {:.4f}  acc {:.4f}  {:.0f} samples/s  ETA {}", r.epoch, o.epochs,
+                         done, n, seen ? total / static_cast<double>(seen) : 0.0,
                          seen ? static_cast<double>(hits) / static_cast<double>(seen) : 0.0, rate, duration(left));
     };
-    long batch = 0;
-    for (auto [x, y] : batches(train, o.batch_size, rng)) {
+    long batch_number = 0;
+    for (auto [x, y] : batches(train, o.batch_size, rng, shard)) {
+      const std::int64_t batch = std::min(o.batch_size, n - done);  // rows of all ranks in this step
+      done += batch;
       ++step;
-      ++batch;
+      ++batch_number;
+      if (y.empty()) {  // only with a group: this rank has no rows of a short last batch
+        if (group) group->step(opt, tape, nullptr, 0.0);
+        continue;
+      }
       tape.clear();
-      const ad::Tensor out = net(tape, x);
-      const ad::Tensor J = o.loss(out, y);
+      const ad::Tensor scores = net(tape, x);
+      const ad::Tensor J = o.loss(scores, y);
       const double loss = J.item();
       if (o.check_finite && !std::isfinite(loss))
         throw TrainingError(fmt::format("fit: the loss is {} at step {} (epoch {}, batch {}); no update was made, the "
                                         "model holds the weights from before this step (look for NaN or infinite "
                                         "inputs or labels in this batch)",
-                                        loss, step, epoch, batch),
-                            step, epoch, batch, "");
+                                        loss, step, r.epoch, batch_number),
+                            step, r.epoch, batch_number, "");
       total += loss * static_cast<double>(y.size());
-      hits += correct(out.value(), y);
+      hits += correct(scores.value(), y);
       seen += static_cast<std::int64_t>(y.size());
       if (o.check_finite) before.take();
-      opt.step(tape.gradient(J));
+      if (group) group->step(opt, tape, &J, static_cast<double>(y.size()) / static_cast<double>(batch));
+      else opt.step(tape.gradient(J));
       if (o.check_finite)
         for (const auto& p : params)
           if (const std::int64_t at = first_non_finite(*p); at >= 0) {
@@ -170,31 +213,59 @@ std::vector<EpochReport> fit(Module& net, Optimizer& opt, const Dataset& train, 
                 fmt::format("fit: step {} (epoch {}, batch {}) made parameter \"{}\" {} non-finite ({} at flat index "
                             "{}; the loss before the step was {}); the weights from before this step were restored "
                             "(lower the learning rate, or look for extreme inputs)",
-                            step, epoch, batch, p->name(), ad::describe(p->dtype(), p->shape()), bad, at, loss),
-                step, epoch, batch, p->name());
+                            step, r.epoch, batch_number, p->name(), ad::describe(p->dtype(), p->shape()), bad, at, loss),
+                step, r.epoch, batch_number, p->name());
           }
       if (terminal) {
         const auto now = Clock::now();
         if (now - last_draw > std::chrono::milliseconds(100)) {
           last_draw = now;
-          fmt::print(o.out, "\r{}\x1b[K", line(std::chrono::duration<double>(now - start).count()));
-          std::fflush(o.out);
+          fmt::print(out, "\r{}\x1b[K", line(std::chrono::duration<double>(now - start).count()));
+          std::fflush(out);
         }
       }
     }
     r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    r.loss = seen ? total / static_cast<double>(seen) : 0.0;
-    r.accuracy = seen ? static_cast<double>(hits) / static_cast<double>(seen) : 0.0;
-    r.samples_per_second = r.seconds > 0 ? static_cast<double>(seen) / r.seconds : 0.0;
-    if (o.validation) r.validation = evaluate(net, *o.validation, o.loss);
-    if (o.out) {
+    double sums[] = {total, static_cast<double>(hits), static_cast<double>(seen), 0, 0};
+    if (validation) {
+      const auto [vloss, vhits] = evaluate_sums(net, *validation, o.loss, 1000);
+      sums[3] = vloss;
+      sums[4] = static_cast<double>(vhits);
+    }
+    if (group) {
+      group->sum(sums);
+      group->check_identical(opt.parameters(), "fit: after an epoch");
+    }
+    r.loss = sums[2] > 0 ? sums[0] / sums[2] : 0.0;
+    r.accuracy = sums[2] > 0 ? sums[1] / sums[2] : 0.0;
+    r.samples_per_second = r.seconds > 0 ? static_cast<double>(done) / r.seconds : 0.0;
+    if (o.validation && o.validation->size() > 0) {
+      r.validation.loss = sums[3] / static_cast<double>(o.validation->size());
+      r.validation.accuracy = sums[4] / static_cast<double>(o.validation->size());
+    }
+  };
+  for (int epoch = 1; epoch <= o.epochs; ++epoch) {
+    EpochReport r;
+    r.epoch = epoch;
+    if (o.learning_rate) opt.set_learning_rate(o.learning_rate(epoch));
+    r.learning_rate = opt.learning_rate();
+    if (!group) {
+      train_epoch(r);
+    } else {
+      try {
+        train_epoch(r);
+      } catch (const std::exception& e) {
+        group->abort(fmt::format("fit, epoch {}: {}", epoch, e.what()));
+      }
+    }
+    if (out) {
       std::string msg = fmt::format("epoch {}/{}  lr {:.3g}  loss {:.4f}  acc {:.4f}  {:.1f}s  {:.0f} samples/s", epoch,
                                     o.epochs, r.learning_rate, r.loss, r.accuracy, r.seconds, r.samples_per_second);
       if (o.validation)
         msg += fmt::format("  |  validation loss {:.4f}  acc {:.4f}", r.validation.loss, r.validation.accuracy);
-      if (terminal) fmt::print(o.out, "\r{}\x1b[K\n", msg);
-      else fmt::print(o.out, "{}\n", msg);
-      std::fflush(o.out);
+      if (terminal) fmt::print(out, "\r{}\x1b[K\n", msg);
+      else fmt::print(out, "{}\n", msg);
+      std::fflush(out);
     }
     reports.push_back(r);
   }

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <functional>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "nn/data.hpp"
@@ -38,6 +39,32 @@ struct Evaluation {
 Evaluation evaluate(Module& net, const Dataset& data, const LossFn& loss = softmax_cross_entropy,
                     std::int64_t batch_size = 1000);
 
+/// A group of processes training one model together, each on its own part of every batch: what
+/// fit() needs from it.  nn::DistributedContext (nn/distributed.hpp, built with MPI) implements it.
+/// Every member except rank() and size() is collective: all ranks call it, in the same order.
+class ProcessGroup {
+ public:
+  virtual ~ProcessGroup() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  /// Throws DistributedError on every rank unless all ranks passed equal values; `what` names them.
+  virtual void check_same(std::span<const std::int64_t> values, const char* what) = 0;
+  /// Copies rank 0's parameter values and engine state to every rank.
+  virtual void broadcast(const ParameterList& params, Rng& rng) = 0;
+  /// Element-wise sums over the ranks, in place.
+  virtual void sum(std::span<double> values) = 0;
+  /// One optimiser step for the whole group.  `loss` is the mean loss over this rank's rows of the
+  /// batch (null when it has none: then the tape is cleared and the rank contributes zeros), and
+  /// `weight` its share of the batch's rows.  The gradients, times the weights, are summed over the
+  /// ranks, so every rank applies the same step: the one for the mean loss over the whole batch.
+  virtual void step(Optimizer& opt, ad::Tape& tape, const ad::Tensor* loss, double weight) = 0;
+  /// Throws DistributedError on every rank unless all ranks hold bit-identical parameters.
+  virtual void check_identical(const ParameterList& params, const char* what) = 0;
+  /// Ends every process of the group after an error on this one (the others would otherwise wait
+  /// for it forever in the next collective call).
+  [[noreturn]] virtual void abort(std::string_view why) = 0;
+};
+
 struct FitOptions {
   int epochs = 10;
   std::int64_t batch_size = 128;
@@ -51,6 +78,11 @@ struct FitOptions {
   /// it).  On the first one, the parameters are restored to their values before that step and
   /// TrainingError is thrown.  Costs one copy and one scan of the parameters per step.
   bool check_finite = true;
+  /// Train with a group of processes: each rank takes its part of every batch (see Batches), the
+  /// gradients are averaged over the ranks before each step, and only rank 0 prints.  All ranks
+  /// must call fit with the same data and options; rank 0's weights and `rng` state are used.
+  /// Losses and accuracies in the reports are over all ranks' samples, on every rank.
+  ProcessGroup* distributed = nullptr;
 };
 
 struct EpochReport {
@@ -72,6 +104,8 @@ std::string compute_summary();
 /// With FitOptions::check_finite (the default), a NaN or infinite loss or parameter stops training
 /// with TrainingError and the last good weights in the model.
 /// With an output stream, the first line names the training set, batch size and compute_summary().
+/// With options.distributed, an exception during training on any rank ends the whole group
+/// (ProcessGroup::abort), since the other ranks would wait for it forever.
 std::vector<EpochReport> fit(Module& net, Optimizer& opt, const Dataset& train, Rng& rng, const FitOptions& options = {});
 
 }  // namespace nn

@@ -31,16 +31,22 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-build() {  # build <dir> [cmake args...]
+configure() {  # configure <dir> [cmake args...]
   local dir=$1
   shift
   cmake -S . -B "$dir" "$@" > "$dir.configure.log" 2>&1 || { cat "$dir.configure.log"; exit 1; }
-  cmake --build "$dir" -j "$jobs"
+}
+build() {  # build <dir> [cmake args...]: configure, then build every target
+  configure "$@"
+  cmake --build "$1" -j "$jobs"
 }
 
 case "$mode" in
   demo)
-    build "${BUILD_DIR:-build}"
+    # Only the walkthrough and the two libraries it links: the tests, benchmarks and other examples
+    # are built by the other modes.
+    configure "${BUILD_DIR:-build}"
+    cmake --build "${BUILD_DIR:-build}" -j "$jobs" --target walkthrough
     "${BUILD_DIR:-build}/examples/walkthrough"
     ;;
   test)

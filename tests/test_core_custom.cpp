@@ -202,3 +202,38 @@ TEST_CASE("core: custom_op refuses bad inputs before recording anything") {
   tape.clear();
   CHECK_THROWS_AS(ad::custom_op<double>("op", {a}, ad::Array<double>({2}), rule), ad::StaleHandleError);
 }
+
+// ---- the README's snippets ("Writing your own op", "Checking gradients"), verbatim -----------------
+
+namespace readme {
+
+// y = log(1 + e^x), computed without overflow.  dy/dx = σ(x) = 1 / (1 + e^-x).
+ad::Tensor softplus_op(const ad::Tensor& x) {
+  const auto xs = x.value().as<double>();
+  ad::Array<double> y(x.shape());
+  for (std::size_t i = 0; i < xs.size(); ++i) y.values()[i] = std::max(xs[i], 0.0) + std::log1p(std::exp(-std::fabs(xs[i])));
+  return ad::custom_op<double>("softplus_op", {x}, std::move(y), [](ad::CustomBackward& b) {
+    const auto x = b.input<double>(0), g = b.grad<double>();
+    const auto dx = b.input_grad<double>(0);  // empty if x takes no gradient
+    for (std::size_t i = 0; i < dx.size(); ++i) dx[i] += g[i] / (1.0 + std::exp(-x[i]));  // add, never assign
+  });
+}
+
+}  // namespace readme
+
+TEST_CASE("core: README snippets for a custom op and a gradient check") {
+  using readme::softplus_op;
+  ad::Tape tape;
+  ad::Tensor x = tape.name(tape.leaf(ad::Array<double>(ad::Shape{3}, {-2.0, 0.0, 3.0})), "x");
+  ad::Tensor y = tape.name(sum(softplus_op(x)), "y");
+  ad::Gradients g = tape.gradient(y);  // dy/dx = σ(x)
+  std::string text = fmt::format("{}", tape);  // the listing: "#2  softplus_op (x) f64[3] ..."
+  CHECK(g[x].flat(1) == 0.5);
+  CHECK(has(text, "softplus_op (x)"));
+
+  ad::GradientReport r = ad::check_gradient<double>(
+      [](ad::Tape&, std::span<const ad::Tensor> in) { return softplus_op(in[0]) * in[1]; },
+      {ad::Array<double>(ad::Shape{2}, {-1.5, 0.7}), ad::Array<double>(ad::Shape{2}, {2.0, -0.5})});
+  if (!r) fmt::print("{}\n", r.message());  // the worst element: its index, tape and difference values
+  CHECK(r.passed);                          // or REQUIRE, ASSERT_TRUE, ... in any test framework
+}

@@ -86,7 +86,7 @@ TEST_CASE("nn: after a sweep, δ^(L) = g[\"layer2.z\"] is (a − y)/B for softma
   CHECK(g["layer1.z"].shape() == ad::Shape{2, 4});
 }
 
-TEST_CASE("nn: fit trains on separable blobs, prints one plain line per epoch, evaluate agrees") {
+TEST_CASE("nn: fit trains on separable blobs, prints the BLAS line and one plain line per epoch, evaluate agrees") {
   const nn::Dataset train = blobs(60, 1), test = blobs(30, 2);
   nn::Rng rng(7);
   nn::MLP net({2, 8, 3}, nn::relu, rng);
@@ -105,9 +105,12 @@ TEST_CASE("nn: fit trains on separable blobs, prints one plain line per epoch, e
   CHECK(e.loss == doctest::Approx(reports.back().validation.loss).epsilon(1e-12));
   const auto log = nn_test::read_bytes(dir / "log.txt");
   const std::string text(log.begin(), log.end());
-  CHECK(std::count(text.begin(), text.end(), '\n') == 5);  // the backend line, then one per epoch
+  // The first line names the training set, batch size, backend and BLAS core (with a warning line
+  // under it if the BLAS kernels are slower than the CPU allows), then one line per epoch.
   CHECK(text.rfind("fit: ", 0) == 0);
   CHECK(text.find("batch 16, backend ") < text.find('\n'));
+  CHECK(text.find("BLAS: ") < text.find('\n'));
+  CHECK(std::count(text.begin(), text.end(), '\n') == (text.find("\nwarning: ") == std::string::npos ? 5 : 6));
   CHECK(text.find('\r') == std::string::npos);
   CHECK(text.find("epoch 4/4") != std::string::npos);
   CHECK(text.find("validation") != std::string::npos);

@@ -170,7 +170,9 @@ Tensor unary(const Tensor& x, double p = 0.0) {
     const T* xv = static_cast<const T*>(nx.data);
     T* y = tape.allocate_elements<T>(n);
     const T pt = static_cast<T>(p);
-    for (std::int64_t i = 0; i < n; ++i) y[i] = R::f(xv[i], pt);
+    backend::parallel_for(n, ops::elementwise_grain, [&](std::int64_t b, std::int64_t e) {
+      for (std::int64_t i = b; i < e; ++i) y[i] = R::f(xv[i], pt);
+    });
     return y;
   });
   if constexpr (takes_constant<R>)
@@ -330,7 +332,7 @@ Tensor record_binary(Tape& tape, DType dtype, const ops::Broadcast& p, const voi
   void* out = dispatch(dtype, [&]<class T>() -> void* {
     const T* av = static_cast<const T*>(a);
     const T* bv = static_cast<const T*>(b);
-    T* y = tape.allocate_elements<T>(p.size());
+    T* y = tape.allocate_value<T>(p.out(), R::name);
     p.for_each([&](std::int64_t o, std::int64_t ia, std::int64_t ib) { y[o] = R::f(av[ia], bv[ib]); });
     return y;
   });
@@ -553,14 +555,17 @@ struct Square {
   template <class T> static T d2f(T, T, T) { return T(2); }
 };
 
-/// x^p.  d/dx = p·x^(p-1).  At x = 0 with p < 1 the derivative is inf (or NaN); x < 0 with a
+/// x^p.  d/dx = p·x^(p-1), and 0 when p = 0 (x^0 is the constant 1, also at x = 0, where the
+/// formula would give 0·inf = NaN).  At x = 0 with 0 < p < 1 the derivative is inf; x < 0 with a
 /// non-integer p gives NaN.
 struct Pow {
   static constexpr const char* name = "pow";
   static constexpr bool constant_first = false;
   template <class T> static T f(T x, T p) { return std::pow(x, p); }
-  template <class T> static T df(T x, T, T p) { return p * std::pow(x, p - T(1)); }
-  template <class T> static T d2f(T x, T, T p) { return p * (p - T(1)) * std::pow(x, p - T(2)); }
+  template <class T> static T df(T x, T, T p) { return p == T(0) ? T(0) : p * std::pow(x, p - T(1)); }
+  template <class T> static T d2f(T x, T, T p) {
+    return p == T(0) || p == T(1) ? T(0) : p * (p - T(1)) * std::pow(x, p - T(2));
+  }
 };
 
 }  // namespace

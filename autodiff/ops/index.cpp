@@ -83,7 +83,7 @@ Tensor one_hot(Tape& tape, std::span<const std::int32_t> labels, std::int64_t cl
       throw IndexError(fmt::format("one_hot: label {} at position {} is outside [0, {})", labels[b], b, classes));
   const Shape shape = make_shape({rows, classes}, "one_hot");
   void* out = dispatch(dtype, [&]<class T>() -> void* {
-    T* y = tape.allocate_elements<T>(rows * classes);
+    T* y = tape.allocate_value<T>(shape, "one_hot");
     std::fill_n(y, rows * classes, T(0));
     for (std::int64_t b = 0; b < rows; ++b) y[b * classes + labels[b]] = T(1);
     return y;

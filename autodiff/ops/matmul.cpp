@@ -141,8 +141,12 @@ void linear_backward(BackwardContext& c) {
     if (!db) return;
     const T* g = c.grad<T>();
     const std::int64_t rows = c.node().shape[0], cols = c.node().shape[1];
-    for (std::int64_t r = 0; r < rows; ++r)
-      for (std::int64_t j = 0; j < cols; ++j) db[j] += g[r * cols + j];
+    // Column ranges over the threads, each summing its columns over every row.
+    backend::parallel_for(cols, std::max<std::int64_t>(1, ops::elementwise_grain / std::max<std::int64_t>(rows, 1)),
+                          [&](std::int64_t j0, std::int64_t j1) {
+                            for (std::int64_t r = 0; r < rows; ++r)
+                              for (std::int64_t j = j0; j < j1; ++j) db[j] += g[r * cols + j];
+                          });
   });
 }
 
@@ -262,7 +266,7 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose
   return dispatch(a.dtype(), [&]<class T>() {
     const T* av = static_cast<const T*>(a.node().data);
     const T* bv = static_cast<const T*>(b.node().data);
-    T* cv = tape.allocate_elements<T>(numel(out));
+    T* cv = tape.allocate_value<T>(out, op);
     product(g, av, bv, cv, T(0));
     return ops::record_tensor(tape, matmul_op, a.dtype(), out, cv, {a.index(), b.index()},
                               Transposes{transpose_a, transpose_b});
@@ -292,7 +296,7 @@ Tensor linear(const Tensor& x, const Tensor& W, const Tensor& b) {
     const T* xv = static_cast<const T*>(x.node().data);
     const T* wv = static_cast<const T*>(W.node().data);
     const T* bv = static_cast<const T*>(b.node().data);
-    T* z = tape.allocate_elements<T>(rows * out);
+    T* z = tape.allocate_value<T>(Shape{rows, out}, "linear");
     blas::linear_forward<T>(rows, out, in, xv, wv, bv, z);
     // The flags matmul_backward reads: x as stored, W transposed.
     return ops::record_tensor(tape, linear_op, x.dtype(), Shape{rows, out}, z, {x.index(), W.index(), b.index()},

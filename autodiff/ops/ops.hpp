@@ -9,6 +9,8 @@
 #include <span>
 
 #include "autodiff/tape.hpp"
+#include "autodiff/tensor.hpp"
+#include "autodiff/var.hpp"
 
 namespace ad {
 
@@ -83,6 +85,12 @@ Tensor max(const Tensor& x, int axis, bool keepdims = false);
 Tensor softmax(const Tensor& x, int axis = -1);
 /// x - max - log Σ exp(x - max) over an axis.
 Tensor log_softmax(const Tensor& x, int axis = -1);
+/// The mean over the B rows of −log softmax(z)[b, labels[b]] for logits z of shape [B, C] (B > 0),
+/// as ONE scalar entry (op "softmax_cross_entropy") with its own rule: the adjoint of z is
+/// (softmax(z) − onehot(labels)) / B times the output's adjoint.  The same value as
+/// -mean(pick(log_softmax(z), labels)), stable for any finite z.  Throws ShapeError if z is not
+/// 2-D, has no rows, or the label count is not B; IndexError naming the row for a label outside [0, C).
+Tensor softmax_cross_entropy(const Tensor& z, std::span<const std::int32_t> labels);
 
 // ---- indexing (ops/index.cpp) ----------------------------------------------------------------------
 /// For x of shape [B, C] and labels of length B: the [B] tensor of x[b, labels[b]].  Throws

@@ -10,23 +10,26 @@
 #include <initializer_list>
 #include <type_traits>
 
+#include "autodiff/gradients.hpp"
+#include "autodiff/backend/pool.hpp"
 #include "autodiff/tape.hpp"
+#include "autodiff/tensor.hpp"
 
 namespace ad::ops {
 
-/// The tape of a tensor operand, after checking it is non-empty, current, and (if `other` is
-/// given) on the same tape as `other`.
-Tape& tape_of(const Tensor& t, const char* op);
-Tape& tape_of(const Tensor& a, const Tensor& b, const char* op);
-Tape& tape_of(const Tensor& a, const Var& b, const char* op);
+// Handle checks and operand descriptions (autodiff/tensor.hpp), as every op uses them.
+using ad::describe_operand;
+using ad::operand;
+using ad::tape_of;
+
+/// Element-wise loops shorter than two of these run on one thread (about 10-20 µs of the cheapest
+/// ops, what handing half of it to a second thread costs and saves); longer ones are spread over
+/// the backend's threads in ranges.  Each element is computed the same way at any thread count.
+inline constexpr std::int64_t elementwise_grain = 32768;
 
 /// Throws DTypeError naming the op and both operands unless a and b have the same dtype.
 void check_same_dtype(const Tensor& a, const Tensor& b, const char* op);
 
-/// The operand's name on the tape, or `fallback` ("lhs", "x", ...) if unnamed: for error messages.
-std::string operand(const Tensor& t, const char* fallback);
-/// "x is f32[64,784]": operand name and its dtype/shape.
-std::string describe_operand(const Tensor& t, const char* fallback);
 
 /// Records a tensor-valued node of op `op`: `data` (allocated on `tape`) holds the value of the
 /// given dtype and shape; `args` are the argument entries; `saved` is the op's state (arena memory
@@ -46,11 +49,13 @@ Tensor record_tensor(Tape& tape, const OpDescriptor& op, DType dtype, const Shap
 /// BackwardContext::arg_grad_or_fresh), which saves zeroing it first and reading it back.
 template <class T, class F>
 void accumulate(T* dst, bool fresh, std::int64_t n, F&& f) {
-  if (fresh) {
-    for (std::int64_t i = 0; i < n; ++i) dst[i] = f(i);
-  } else {
-    for (std::int64_t i = 0; i < n; ++i) dst[i] += f(i);
-  }
+  backend::parallel_for(n, elementwise_grain, [&](std::int64_t b, std::int64_t e) {
+    if (fresh) {
+      for (std::int64_t i = b; i < e; ++i) dst[i] = f(i);
+    } else {
+      for (std::int64_t i = b; i < e; ++i) dst[i] += f(i);
+    }
+  });
 }
 
 }  // namespace ad::ops

@@ -110,6 +110,8 @@ Tensor reshape(const Tensor& x, std::span<const std::int64_t> dims) {
                                         "may be otherwise negative",
                                         requested(), ops::describe_operand(x, "x")));
     } else {
+      if (dims[k] > 0 && known > max_elements / dims[k])  // known * dims[k] would pass the cap (or overflow)
+        throw ShapeError(fmt::format("reshape: {} has more than {} (2^48) elements", requested(), max_elements));
       known *= dims[k];
     }
     shape.push_back(dims[k]);
@@ -120,6 +122,7 @@ Tensor reshape(const Tensor& x, std::span<const std::int64_t> dims) {
       throw ShapeError(fmt::format("reshape: cannot view {} as {}", ops::describe_operand(x, "x"), requested()));
     shape[static_cast<std::size_t>(free_dim)] = n / known;
   }
+  check_shape(shape, "reshape");
   if (numel(shape) != n)
     throw ShapeError(fmt::format("reshape: cannot view {} ({} elements) as {} ({} elements)",
                                  ops::describe_operand(x, "x"), n, requested(), numel(shape)));

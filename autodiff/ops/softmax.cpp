@@ -1,6 +1,7 @@
 // softmax and log_softmax over one axis, with the slice's maximum subtracted first so that no
 // exponential overflows: every exponent is ≤ 0, and the largest term of each sum is exactly 1.
 // Sums are accumulated in double for both element types.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -199,6 +200,84 @@ constexpr OpDescriptor log_softmax_op{.name = "log_softmax", .backward = log_sof
                                       .tangent = log_softmax_tangent, .curvature = log_softmax_curvature,
                                       .params = axis_params};
 
+/// softmax_cross_entropy's saved state: the labels and each row's log Σ_k exp(z_k) (with the
+/// row maximum already added back), both copied onto the tape.
+struct CrossEntropyState {
+  const std::int32_t* labels = nullptr;
+  const double* log_sum = nullptr;
+  std::int64_t rows = 0, classes = 0;
+};
+
+/// J = (1/B) Σ_b (lse_b − z[b, y_b]), so ∂J/∂z[b, k] = (softmax(z)[b, k] − 1[k = y_b]) / B:
+/// the seed's δ^(L) = a − y per sample, divided by the batch size.
+void softmax_cross_entropy_backward(BackwardContext& c) {
+  dispatch(c.node().dtype, [&]<class T>() {
+    bool fresh = false;
+    T* dz = c.arg_grad_or_fresh<T>(0, fresh);
+    if (!dz) return;
+    const auto& s = c.saved<CrossEntropyState>();
+    const T* z = c.arg_value<T>(0);
+    const double g = static_cast<double>(c.grad<T>()[0]) / static_cast<double>(s.rows);
+    for (std::int64_t b = 0; b < s.rows; ++b) {
+      const std::int64_t row = b * s.classes;
+      ops::accumulate(dz + row, fresh, s.classes, [&](std::int64_t k) {
+        const double p = std::exp(static_cast<double>(z[row + k]) - s.log_sum[b]);
+        return static_cast<T>(g * (p - (k == s.labels[b] ? 1.0 : 0.0)));
+      });
+    }
+  });
+}
+
+ParamText labels_params(const Tape&, const Node& n) {
+  const auto* s = static_cast<const CrossEntropyState*>(n.saved);
+  return {fmt::format("{} label{}", s->rows, s->rows == 1 ? "" : "s")};
+}
+
+/// Tangent: J̇ = (1/B) Σ_b Σ_k (softmax(z)[b, k] − 1[k = y_b]) ż[b, k].
+void softmax_cross_entropy_tangent(TangentContext& c) {
+  dispatch(c.node().dtype, [&]<class T>() {
+    const auto& s = c.saved<CrossEntropyState>();
+    const T* z = c.arg_value<T>(0);
+    const T* dz = c.arg_tangent<T>(0);
+    double acc = 0.0;
+    for (std::int64_t b = 0; b < s.rows; ++b)
+      for (std::int64_t k = 0; k < s.classes; ++k) {
+        const std::int64_t at = b * s.classes + k;
+        const double p = std::exp(static_cast<double>(z[at]) - s.log_sum[b]);
+        acc += (p - (k == s.labels[b] ? 1.0 : 0.0)) * static_cast<double>(dz[at]);
+      }
+    c.tangent<T>()[0] = static_cast<T>(acc / static_cast<double>(s.rows));
+  });
+}
+
+/// Curvature: dz = (g/B)(p − y) moves, with g fixed, by (g/B) ṗ, ṗ = p ⊙ (ż − ⟨p, ż⟩) per row.
+void softmax_cross_entropy_curvature(CurvatureContext& c) {
+  dispatch(c.node().dtype, [&]<class T>() {
+    T* r = c.arg_rgrad<T>(0);
+    const T* dz = c.arg_tangent<T>(0);
+    if (!r || !dz) return;
+    const auto& s = c.saved<CrossEntropyState>();
+    const T* z = c.arg_value<T>(0);
+    const double g = static_cast<double>(c.grad<T>()[0]) / static_cast<double>(s.rows);
+    for (std::int64_t b = 0; b < s.rows; ++b) {
+      const std::int64_t row = b * s.classes;
+      double pdz = 0.0;
+      for (std::int64_t k = 0; k < s.classes; ++k)
+        pdz += std::exp(static_cast<double>(z[row + k]) - s.log_sum[b]) * static_cast<double>(dz[row + k]);
+      for (std::int64_t k = 0; k < s.classes; ++k) {
+        const double p = std::exp(static_cast<double>(z[row + k]) - s.log_sum[b]);
+        r[row + k] += static_cast<T>(g * p * (static_cast<double>(dz[row + k]) - pdz));
+      }
+    }
+  });
+}
+
+constexpr OpDescriptor softmax_cross_entropy_op{.name = "softmax_cross_entropy",
+                                                .backward = softmax_cross_entropy_backward,
+                                                .tangent = softmax_cross_entropy_tangent,
+                                                .curvature = softmax_cross_entropy_curvature,
+                                                .params = labels_params};
+
 }  // namespace
 
 /// y = exp(x - m) / Σ exp(x - m) along `axis` (m the slice maximum).  Finite for any finite x;
@@ -209,6 +288,39 @@ Tensor softmax(const Tensor& x, int axis) { return record_softmax(x, axis, false
 /// gives a very negative y, never -inf from underflow).  Bad axis: IndexError.
 Tensor log_softmax(const Tensor& x, int axis) {
   return record_softmax(x, axis, true, log_softmax_op);
+}
+
+Tensor softmax_cross_entropy(const Tensor& z, std::span<const std::int32_t> labels) {
+  constexpr const char* op = "softmax_cross_entropy";
+  Tape& tape = ops::tape_of(z, op);
+  const Node& nz = *tape.node(z.index());
+  if (nz.shape.size() != 2 || nz.shape[0] == 0)
+    throw ShapeError(fmt::format("{}: expected [B, C] logits with B > 0, {}", op, ops::describe_operand(z, "logits")));
+  const std::int64_t rows = nz.shape[0], classes = nz.shape[1];
+  if (static_cast<std::int64_t>(labels.size()) != rows)
+    throw ShapeError(fmt::format("{}: {} labels given for {} ({} rows)", op, labels.size(),
+                                 ops::describe_operand(z, "logits"), rows));
+  for (std::int64_t b = 0; b < rows; ++b)
+    if (labels[static_cast<std::size_t>(b)] < 0 || labels[static_cast<std::size_t>(b)] >= classes)
+      throw IndexError(fmt::format("{}: label {} in row {} is outside [0, {}) for {}", op,
+                                   labels[static_cast<std::size_t>(b)], b, classes, ops::describe_operand(z, "logits")));
+  auto* kept = static_cast<std::int32_t*>(tape.allocate(sizeof(std::int32_t) * labels.size()));
+  std::copy(labels.begin(), labels.end(), kept);
+  double* log_sum = tape.allocate_elements<double>(rows);
+  const DType dtype = nz.dtype;
+  void* out = dispatch(dtype, [&]<class T>() -> void* {
+    const T* zv = static_cast<const T*>(nz.data);
+    double total = 0.0;
+    for_each_slice(zv, ops::split_at_axis(nz.shape, 1), [&](double m, double log_z, std::int64_t b, std::int64_t) {
+      log_sum[b] = m + log_z;
+      total += log_sum[b] - static_cast<double>(zv[b * classes + kept[b]]);
+    });
+    T* y = tape.allocate_elements<T>(1);
+    y[0] = static_cast<T>(total / static_cast<double>(rows));
+    return y;
+  });
+  return ops::record_tensor(tape, softmax_cross_entropy_op, dtype, Shape{}, out, {z.index()},
+                            CrossEntropyState{kept, log_sum, rows, classes});
 }
 
 }  // namespace ad

@@ -59,7 +59,8 @@ class Browser:
 
         args = [exe, "--headless", "--disable-gpu", "--remote-debugging-pipe", "--user-data-dir=" + self.profile,
                 "--no-first-run", "--no-default-browser-check", "--disable-extensions", "--disable-sync",
-                "--disable-background-networking", "--mute-audio", f"--window-size={window[0]},{window[1]}", "about:blank"]
+                "--disable-background-networking", "--disable-dev-shm-usage", "--mute-audio",
+                f"--window-size={window[0]},{window[1]}", "about:blank"]
         if os.geteuid() == 0:
             args.insert(1, "--no-sandbox")  # Chromium refuses to run as root with its sandbox
         self.log = open(log_path, "wb")
@@ -210,7 +211,7 @@ def run(args):
         no_errors("while loading")
 
         has_graph = browser.evaluate("!document.body.classList.contains('no-graph')")
-        note = browser.evaluate("document.getElementById('note').hidden ? '' : document.getElementById('note').textContent")
+        note = browser.evaluate("(n => n.hidden ? '' : n.textContent)(document.getElementById('note'))")
         if args.page == "seed-listing.html":
             check(not has_graph and note.startswith("Listing only"),
                   f"the listing-only page should say so: graph {has_graph}, note {note!r}")
