@@ -26,7 +26,10 @@
 #include <span>
 #include <vector>
 
+#include "autodiff/gradients.hpp"
 #include "autodiff/tape.hpp"
+#include "autodiff/tensor.hpp"
+#include "autodiff/var.hpp"
 
 namespace ad {
 
