@@ -84,7 +84,7 @@ TEST_CASE("core: every entry names its op by a descriptor, one per op, and scala
   CHECK(std::string(c1.node().op->name) == "matmul");
   CHECK(bool(c1.node().op->backward));
   CHECK(bool(c1.node().op->explain));     // step-through explains matmul products
-  CHECK_FALSE(bool(c1.node().op->tangent));     // forward mode: the slot is there, empty for now
+  CHECK(bool(c1.node().op->tangent));     // forward mode (autodiff/forward.hpp)
   CHECK(std::string(s.node().op->name) == "sum");
   CHECK(std::string(a.node().op->name) == "leaf");
   CHECK_FALSE(bool(a.node().op->backward));
