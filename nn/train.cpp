@@ -196,7 +196,7 @@ std::vector<EpochReport> fit(Module& net, Optimizer& opt, const Dataset& train, 
         throw TrainingError(fmt::format("fit: the loss is {} at step {} (epoch {}, batch {}); no update was made, the "
                                         "model holds the weights from before this step (look for NaN or infinite "
                                         "inputs or labels in this batch)",
-                                        loss, step, r.epoch, batch_number),
+                                        std::isnan(loss) ? std::fabs(loss) : loss, step, r.epoch, batch_number),  // "nan", never "-nan"
                             step, r.epoch, batch_number, "");
       total += loss * static_cast<double>(y.size());
       hits += correct(scores.value(), y);

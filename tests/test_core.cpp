@@ -84,7 +84,7 @@ TEST_CASE("core: every entry names its op by a descriptor, one per op, and scala
   CHECK(std::string(c1.node().op->name) == "matmul");
   CHECK(bool(c1.node().op->backward));
   CHECK(bool(c1.node().op->explain));     // step-through explains matmul products
-  CHECK(bool(c1.node().op->tangent));     // forward mode (autodiff/forward.hpp)
+  CHECK(bool(c1.node().op->tangent));     // forward mode: matmul's tangent rule
   CHECK(std::string(s.node().op->name) == "sum");
   CHECK(std::string(a.node().op->name) == "leaf");
   CHECK_FALSE(bool(a.node().op->backward));
