@@ -14,6 +14,7 @@ struct CustomOp {
   std::string name;
   OpDescriptor descriptor;
   CustomBackwardFn backward;
+  CustomTangentFn tangent;
   std::shared_ptr<const void> value;
 };
 
@@ -23,12 +24,19 @@ void custom_backward(BackwardContext& c) {
   op.backward(b);
 }
 
+void custom_tangent(TangentContext& c) {
+  const auto& op = c.saved<CustomOp>();
+  CustomTangent t(c);
+  op.tangent(t);
+}
+
 }  // namespace
 
 namespace detail {
 
 Tensor record_custom(std::string name, std::initializer_list<Tensor> inputs, DType dtype, const Shape& shape,
-                     void* data, std::shared_ptr<const void> value, CustomBackwardFn backward) {
+                     void* data, std::shared_ptr<const void> value, CustomBackwardFn backward,
+                     CustomTangentFn tangent) {
   const std::string what = "custom_op " + name;
   if (inputs.size() == 0 || inputs.size() > 3)
     throw InvalidArgument(fmt::format("{}: takes 1 to 3 input tensors, {} given", what, inputs.size()));
@@ -44,7 +52,9 @@ Tensor record_custom(std::string name, std::initializer_list<Tensor> inputs, DTy
   auto op = std::make_shared<CustomOp>();
   op->name = std::move(name);
   op->descriptor = OpDescriptor{.name = op->name.c_str(), .backward = custom_backward};
+  if (tangent) op->descriptor.tangent = custom_tangent;
   op->backward = std::move(backward);
+  op->tangent = std::move(tangent);
   op->value = std::move(value);
   Node n;
   n.dtype = dtype;

@@ -27,6 +27,7 @@
 #include <string>
 #include <utility>
 
+#include "autodiff/forward.hpp"
 #include "autodiff/gradients.hpp"
 #include "autodiff/tape.hpp"
 
@@ -70,10 +71,37 @@ class CustomBackward {
 
 using CustomBackwardFn = std::function<void(CustomBackward&)>;
 
+/// What a user-defined op's tangent rule (forward mode, ad::jvp) sees: the inputs' values and
+/// tangents, the output value, and the output tangent to write (zeroed: add into it).  An input
+/// whose tangent is zero gives an empty span.
+class CustomTangent {
+ public:
+  explicit CustomTangent(TangentContext& c) : c_(c) {}
+  std::size_t inputs() const;
+  const Shape& output_shape() const;
+  const Shape& input_shape(std::size_t k) const;
+  template <Element T>
+  std::span<const T> output() const;
+  template <Element T>
+  std::span<const T> input(std::size_t k) const;
+  /// The tangent of input k; empty where it is zero.
+  template <Element T>
+  std::span<const T> input_tangent(std::size_t k) const;
+  /// The output's tangent, zeroed on first use.
+  template <Element T>
+  std::span<T> tangent();
+
+ private:
+  TangentContext& c_;
+};
+
+using CustomTangentFn = std::function<void(CustomTangent&)>;
+
 namespace detail {
 /// Records a custom op whose value is held by `value` (the Array's buffer, kept alive by the node).
 Tensor record_custom(std::string name, std::initializer_list<Tensor> inputs, DType dtype, const Shape& shape,
-                     void* data, std::shared_ptr<const void> value, CustomBackwardFn backward);
+                     void* data, std::shared_ptr<const void> value, CustomBackwardFn backward,
+                     CustomTangentFn tangent = {});
 }  // namespace detail
 
 /// Records a user-defined op named `name` with the given inputs (1 to 3 tensors of one tape, of
@@ -87,6 +115,42 @@ Tensor custom_op(std::string name, std::initializer_list<Tensor> inputs, Array<T
   void* data = const_cast<T*>(std::as_const(*held).data());
   return detail::record_custom(std::move(name), inputs, dtype_of<T>, shape, data, std::move(held),
                                std::move(backward));
+}
+
+/// The same with a tangent rule, so that forward mode (ad::jvp) can pass through the op.  Without
+/// one, jvp throws MissingRuleError naming the op.  (Hessian-vector products need a curvature rule,
+/// which user-defined ops do not have: ad::hvp throws MissingRuleError naming the op.)
+template <Element T>
+Tensor custom_op(std::string name, std::initializer_list<Tensor> inputs, Array<T> value, CustomBackwardFn backward,
+                 CustomTangentFn tangent) {
+  auto held = std::make_shared<Array<T>>(std::move(value));
+  const Shape shape = held->shape();
+  void* data = const_cast<T*>(std::as_const(*held).data());
+  return detail::record_custom(std::move(name), inputs, dtype_of<T>, shape, data, std::move(held),
+                               std::move(backward), std::move(tangent));
+}
+
+// ---- inline definitions ---------------------------------------------------------------------------
+
+inline std::size_t CustomTangent::inputs() const { return c_.arity(); }
+inline const Shape& CustomTangent::output_shape() const { return c_.node().shape; }
+inline const Shape& CustomTangent::input_shape(std::size_t k) const { return c_.arg_shape(k); }
+template <Element T>
+std::span<const T> CustomTangent::output() const {
+  return {c_.value<T>(), static_cast<std::size_t>(numel(c_.node().shape))};
+}
+template <Element T>
+std::span<const T> CustomTangent::input(std::size_t k) const {
+  return {c_.arg_value<T>(k), static_cast<std::size_t>(numel(c_.arg_shape(k)))};
+}
+template <Element T>
+std::span<const T> CustomTangent::input_tangent(std::size_t k) const {
+  const T* t = c_.arg_tangent<T>(k);
+  return t ? std::span<const T>(t, static_cast<std::size_t>(numel(c_.arg_shape(k)))) : std::span<const T>();
+}
+template <Element T>
+std::span<T> CustomTangent::tangent() {
+  return {c_.tangent<T>(), static_cast<std::size_t>(numel(c_.node().shape))};
 }
 
 }  // namespace ad

@@ -6,13 +6,16 @@
 // α < 2/λ_max.  This program
 //   1. estimates λ_max by power iteration on Hessian-vector products (nn::hvp, forward over reverse,
 //      never forming H), for the seed's 3-4-4-3 network and for an MLP on a Fashion-MNIST subset;
-//   2. runs gradient descent from the same weights with α just below and just above 2/λ_max and
-//      prints (and plots) both loss curves;
+//   2. after some safe descent towards a minimum, runs gradient descent from the same weights with
+//      α = 0.9, 1.1 and 2 × 2/λ_max and prints (and plots) the loss curves.  Above the edge the
+//      sharpest direction grows: J rises (a spike, after which the network often settles where the
+//      curvature is lower) or diverges outright;
 //   3. takes one Newton step (solved by conjugate gradients on Hessian-vector products: Hessian-free)
 //      on a small regression net and compares it with gradient descent.
 //
 //   curvature [--out DIR] [--data DIR] [--samples N] [--steps N]
 // writes DIR/curvature.svg (default: the current directory).
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -156,24 +159,46 @@ Vec newton_direction(Problem& p, const Vec& grad, double mu, int iterations) {
 struct Run {
   std::string name;
   double lambda = 0.0;
-  std::vector<double> below, above;
+  std::vector<double> below, above, far;
 };
 
-Run stability(Problem& p, int steps, int power_iterations) {
-  Run r{p.name};
+Run stability(Problem& p, int steps, int power_iterations, int warmup) {
+  Run r;
+  r.name = p.name;
+  // The quadratic picture holds near a minimum: first descend with a safe rate for a while.
+  const double lambda0 = lambda_max(p, power_iterations);
+  for (int s = 0; s < warmup; ++s) {
+    auto [J, g] = loss_and_gradient(p);
+    Vec w = values(p.params);
+    axpy(w, -1.0 / lambda0, g);
+    set_values(p.params, w);
+  }
   r.lambda = lambda_max(p, power_iterations);
   const double edge = 2.0 / r.lambda;
-  fmt::print("{}: lambda_max = {:.4g} by {} power iterations on Hessian-vector products, so 2/lambda_max = {:.4g}\n",
-             p.name, r.lambda, power_iterations, edge);
-  r.below = descend(p, 0.8 * edge, steps);
-  r.above = descend(p, 1.25 * edge, steps);
+  fmt::print("{}: after {} warm-up steps, lambda_max = {:.4g} ({} power iterations on Hessian-vector products),\n"
+             "  so gradient descent is stable for alpha < 2/lambda_max = {:.4g}\n",
+             p.name, warmup, r.lambda, power_iterations, edge);
+  r.below = descend(p, 0.9 * edge, steps);
+  r.above = descend(p, 1.1 * edge, steps);
+  r.far = descend(p, 2.0 * edge, steps);
   const auto show = [&](const char* label, double alpha, const std::vector<double>& c) {
     fmt::print("  alpha = {:.4g} ({}): J", alpha, label);
-    for (std::size_t s = 0; s < c.size(); s += std::max<std::size_t>(1, c.size() / 8)) fmt::print(" {:.4g}", c[s]);
-    fmt::print(" ... {:.4g} after {} steps\n", c.back(), c.size() - 1);
+    const std::size_t stride = std::max<std::size_t>(1, c.size() / 8);
+    for (std::size_t s = 0; s < c.size(); s += stride) fmt::print(" {:.4g}", c[s]);
+    std::size_t rise = 0;  // the first step at which J went up
+    for (std::size_t k = 1; k < c.size() && rise == 0; ++k)
+      if (c[k] > c[k - 1]) rise = k;
+    if (!std::isfinite(c.back()) || c.back() > 1e6)
+      fmt::print(" | diverged: J = {:.4g} after {} steps\n", c.back(), c.size() - 1);
+    else if (rise > 0)
+      fmt::print(" | unstable: J first rose at step {}, peaked at {:.4g}; {:.4g} after {} steps\n", rise,
+                 *std::max_element(c.begin() + static_cast<std::ptrdiff_t>(rise), c.end()), c.back(), c.size() - 1);
+    else
+      fmt::print(" | J fell at every step, to {:.4g} after {} steps\n", c.back(), c.size() - 1);
   };
-  show("0.8 x 2/lambda_max", 0.8 * edge, r.below);
-  show("1.25 x 2/lambda_max", 1.25 * edge, r.above);
+  show("0.9 x 2/lambda_max", 0.9 * edge, r.below);
+  show("1.1 x 2/lambda_max", 1.1 * edge, r.above);
+  show("2 x 2/lambda_max", 2.0 * edge, r.far);
   return r;
 }
 
@@ -182,7 +207,7 @@ Run stability(Problem& p, int steps, int power_iterations) {
 int main(int argc, char** argv) {
   std::filesystem::path out = ".", data = nn::fashion_mnist_dir;
   std::int64_t samples = 512;
-  int steps = 60;
+  int steps = 150;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--out") == 0 && i + 1 < argc) out = argv[++i];
     else if (std::strcmp(argv[i], "--data") == 0 && i + 1 < argc) data = argv[++i];
@@ -199,7 +224,7 @@ int main(int argc, char** argv) {
   nn::MLP seed_net = walkthrough_detail::to_mlp(walkthrough_network());
   Problem seed{"seed network 3-4-4-3", seed_net.parameters(),
                [&](ad::Tape& t) { return record_walkthrough(t, seed_net); }};
-  runs.push_back(stability(seed, steps, 50));
+  runs.push_back(stability(seed, steps, 50, 200));
 
   // 2. An MLP 784-64-10 (relu) on a Fashion-MNIST subset, float32, full-batch.
   try {
@@ -212,7 +237,7 @@ int main(int argc, char** argv) {
     nn::MLP mlp({train.features(), 64, 10}, nn::relu, rng);
     Problem fashion{fmt::format("Fashion-MNIST MLP 784-64-10 on {} images", n), mlp.parameters(),
                     [&](ad::Tape& t) { return nn::softmax_cross_entropy(mlp(t, x), labels); }};
-    runs.push_back(stability(fashion, steps, 30));
+    runs.push_back(stability(fashion, steps, 20, 100));
   } catch (const ad::Error& e) {
     fmt::print("Fashion-MNIST skipped: {}\n", e.what());
   }
@@ -227,7 +252,6 @@ int main(int argc, char** argv) {
       y[i] = std::sin(1.5 * x[i]);
     }
     Problem reg{"regression 1-8-1", net.parameters(), [&](ad::Tape& t) { return nn::squared_error(net(t, x), y); }};
-    // A few gradient steps first, so that the Newton model is taken near a basin.
     const double lambda = lambda_max(reg, 40);
     const double alpha = 1.0 / lambda;
     const Vec start = values(reg.params);
@@ -243,12 +267,15 @@ int main(int argc, char** argv) {
     fmt::print("  one damped Newton step (conjugate gradients on Hessian-vector products): J = {:.4g}\n", J1);
     fmt::print("  gradient descent, alpha = 1/lambda_max: J = {:.4g} after 1 step, {:.4g} after 10, {:.4g} after 200\n",
                gd[1], gd[std::min<std::size_t>(10, gd.size() - 1)], gd.back());
+    fmt::print("\n");
+    runs.push_back(stability(reg, steps, 40, 300));
   }
 
   std::vector<svg::Panel> panels;
   for (const Run& r : runs)
     panels.push_back({fmt::format("{} (lambda_max = {:.3g})", r.name, r.lambda), "loss J (log scale)", true,
-                      {{"alpha = 0.8 x 2/lambda_max", "#1f77b4", r.below}, {"alpha = 1.25 x 2/lambda_max", "#d95f02", r.above}}});
+                      {{"alpha = 0.9 x 2/lambda_max", "#1f77b4", r.below}, {"alpha = 1.1 x 2/lambda_max", "#d95f02", r.above},
+                       {"alpha = 2 x 2/lambda_max", "#7570b3", r.far}}});
   const std::filesystem::path svg_path = out / "curvature.svg";
   if (!svg::write(svg_path.string(), svg::render("Gradient descent below and above 2/lambda_max", "step", panels, 0.0))) {
     fmt::print(stderr, "curvature: cannot write {}\n", svg_path.string());

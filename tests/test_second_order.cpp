@@ -9,9 +9,11 @@
 #include <doctest/doctest.h>
 
 #include "autodiff/autodiff.hpp"
+#include "autodiff/custom.hpp"
 #include "autodiff/forward.hpp"
 #include "autodiff/ops/record.hpp"
 #include "autodiff/second_order.hpp"
+#include "nn/nn.hpp"
 #include "second_order.hpp"
 
 using namespace ad;
@@ -82,6 +84,8 @@ std::vector<OpCase> op_cases() {
       {"softmax axis 0", [](Tape&, S x) { return softmax(x[0], 0); }, {random({3, 2}, 48, -2.0, 2.0)}},
       {"log_softmax", [](Tape&, S x) { return log_softmax(x[0]); }, {random({2, 4}, 49, -2.0, 2.0)}},
       {"pick", [](Tape&, S x) { return pick(x[0], labels3); }, {random({3, 4}, 50)}},
+      {"softmax_cross_entropy", [](Tape&, S x) { return softmax_cross_entropy(x[0], labels3); },
+       {random({3, 4}, 53, -2.0, 2.0)}},
       {"element", [](Tape&, S x) { return x[1] * element(x[0], {1, 2}); }, {random({2, 3}, 51), random({2}, 52)}},
   };
 }
@@ -110,7 +114,8 @@ TEST_CASE("second-order: every tensor op has a tangent rule and a curvature rule
   // Every tensor op of autodiff/ops/ops.hpp and the scalar views of tensors.
   for (const char* op : {"add", "sub", "mul", "div", "neg", "exp", "log", "sqrt", "tanh", "sigmoid", "relu",
                          "leaky_relu", "softplus", "abs", "square", "pow", "matmul", "linear", "transpose", "reshape",
-                         "sum", "mean", "max", "softmax", "log_softmax", "pick", "element", "to_var"})
+                         "sum", "mean", "max", "softmax", "log_softmax", "softmax_cross_entropy", "pick", "element",
+                         "to_var"})
     CHECK_MESSAGE(names.count(op) == 1, op);
 }
 
@@ -120,7 +125,7 @@ TEST_CASE("second-order: tangent rules of element-wise ops against central diffe
     if (n.find("matmul") != std::string::npos || n == "linear" || n == "transpose" || n == "reshape" ||
         n.find("sum") == 0 || n.find("mean") == 0 || n.find("max") == 0 || n.find("softmax") != std::string::npos ||
         n == "pick" || n == "element")
-      continue;
+      continue;  // in the next case
     INFO(c.name);
     second_order::check_tangent(c.build, c.inputs);
   }
@@ -431,4 +436,104 @@ TEST_CASE("second-order: float32 tangents and Hessian-vector products agree with
   const auto [d32, h32] = run.operator()<float>();
   CHECK(d32 == doctest::Approx(d64).epsilon(1e-5));  // float32 rounding of the products
   for (std::int64_t i = 0; i < h64.size(); ++i) CHECK(h32[i] == doctest::Approx(h64[i]).epsilon(1e-4).scale(1e-3));
+}
+
+TEST_CASE("second-order: the README snippet") {
+  ad::Tape tape;
+  tape.set_fusion(false);  // one scalar op per entry: a fused expression keeps no second derivatives
+  ad::Var x = tape.variable(-1.2), y = tape.variable(1.0);
+  ad::Var f = square(1.0 - x) + 100.0 * square(y - square(x));  // Rosenbrock
+
+  double df = ad::jvp(tape, f, {{x, 1.0}, {y, 0.5}});        // ∂f/∂x + ½ ∂f/∂y = -259.6, one forward pass
+  ad::Gradients hv = ad::hvp(tape, f, {{x, 1.0}, {y, 0.0}});  // H·e_x: hv[x] = f_xx = 1330, hv[y] = f_xy = 480
+  const ad::Var xs[] = {x, y};
+  ad::Array<double> H = ad::hessian(tape, f, xs);             // [2, 2], one hvp per column
+  CHECK(df == doctest::Approx(-259.6).epsilon(1e-14));
+  CHECK(hv[x] == doctest::Approx(1330).epsilon(1e-14));
+  CHECK(hv[y] == doctest::Approx(480).epsilon(1e-14));
+  CHECK(H[0] == doctest::Approx(1330).epsilon(1e-14));
+  CHECK(H[3] == doctest::Approx(200).epsilon(1e-14));
+
+  nn::Rng rng(1);
+  nn::MLP net({4, 8, 3}, nn::tanh, rng, {.dtype = ad::DType::f64});
+  ad::Array<double> X({5, 4});
+  X = random({5, 4}, 71);
+  const std::int32_t labels[] = {0, 2, 1, 1, 0};
+  ad::Tape t;
+  ad::Tensor loss = nn::softmax_cross_entropy(net(t, X), labels);
+  std::vector<ad::Array<double>> v;
+  for (const auto& p : net.parameters()) v.emplace_back(p->shape());
+  for (std::size_t k = 0; k < v.size(); ++k) v[k] = second_order::directions_like({v[k]}, 72 + static_cast<unsigned>(k))[0];
+  std::vector<ad::Array<double>> Hv = nn::hvp(net, t, loss, v);
+  ad::Array<double> H2 = nn::hessian({net.linear(2).shared_weight(), net.linear(2).shared_bias()}, t, loss);
+  REQUIRE(H2.shape() == Shape{27, 27});
+  REQUIRE(Hv.size() == 4);
+
+  // nn::hvp over all parameters against one ad::hvp with the leaves' handles, and H2 against the
+  // last layer's part of H·v when v is zero elsewhere.
+  std::vector<Direction> d;
+  const auto params = net.parameters();
+  for (std::size_t k = 0; k < params.size(); ++k) d.emplace_back(params[k]->recorded(), v[k]);
+  const Gradients r = hvp(t, loss, d);
+  for (std::size_t k = 0; k < params.size(); ++k) {
+    const Array<double> expect = r.array<double>(params[k]->recorded());
+    for (std::int64_t i = 0; i < expect.size(); ++i) CHECK(Hv[k][i] == expect[i]);
+  }
+  std::vector<ad::Array<double>> last = {Array<double>(params[0]->shape()), Array<double>(params[1]->shape()), v[2], v[3]};
+  const auto Hlast = nn::hvp(net, t, loss, last);
+  for (std::int64_t i = 0; i < 27; ++i) {
+    double s = 0.0;
+    for (std::int64_t j = 0; j < 27; ++j) s += H2[i * 27 + j] * (j < 24 ? v[2][j] : v[3][j - 24]);
+    const double got = i < 24 ? Hlast[2][i] : Hlast[3][i - 24];
+    CHECK(got == doctest::Approx(s).epsilon(1e-12));
+  }
+
+  // nn::hvp against differences of the gradient along v (all parameters).
+  std::vector<Array<double>> w0;
+  for (const auto& p : params) w0.push_back(p->array<double>());
+  const Difference dd = central_difference(
+      [&](double eps) {
+        for (std::size_t k = 0; k < params.size(); ++k)
+          for (std::int64_t i = 0; i < v[k].size(); ++i)
+            params[k]->array<double>()[i] = std::as_const(w0[k])[i] + eps * std::as_const(v[k])[i];
+        ad::Tape t2;
+        const ad::Tensor l2 = nn::softmax_cross_entropy(net(t2, X), labels);
+        return t2.gradient(l2)[params[0]->recorded()].flat(3);
+      },
+      0.0, 1.0);
+  for (std::size_t k = 0; k < params.size(); ++k) params[k]->array<double>() = w0[k];
+  CHECK(compare(Hv[0][3], dd, DType::f64).error <= compare(Hv[0][3], dd, DType::f64).allowed);
+  CHECK_THROWS_WITH_AS(nn::hvp(net, tape, loss, v), doctest::Contains("not recorded"), InvalidArgument);
+}
+
+TEST_CASE("second-order: a user-defined op with a tangent rule passes forward mode, without one it is named") {
+  const Array<double> a = random({4}, 81), u = random({4}, 82);
+  const auto my_square = [](const Tensor& x, bool with_tangent) {
+    const auto xs = x.value().as<double>();
+    Array<double> y(x.shape());
+    for (std::size_t i = 0; i < xs.size(); ++i) y[static_cast<std::int64_t>(i)] = xs[i] * xs[i];
+    CustomBackwardFn back = [](CustomBackward& b) {
+      const auto xv = b.input<double>(0), g = b.grad<double>();
+      const auto dx = b.input_grad<double>(0);
+      for (std::size_t i = 0; i < dx.size(); ++i) dx[i] += 2 * xv[i] * g[i];
+    };
+    if (!with_tangent) return custom_op("my_square", {x}, std::move(y), back);
+    return custom_op("my_square", {x}, std::move(y), back, [](CustomTangent& t) {
+      const auto xv = t.input<double>(0), dx = t.input_tangent<double>(0);
+      const auto dy = t.tangent<double>();
+      for (std::size_t i = 0; i < dy.size(); ++i) dy[i] += 2 * xv[i] * dx[i];
+    });
+  };
+  Tape tape;
+  const Tensor x = tape.leaf(a);
+  const Tensor y = sum(exp(my_square(x, true)));
+  const double d = jvp(tape, y, {{x, u}})[0];
+  double expect = 0.0;
+  for (std::int64_t i = 0; i < 4; ++i) expect += std::exp(a[i] * a[i]) * 2 * a[i] * u[i];
+  CHECK(d == doctest::Approx(expect).epsilon(1e-14));
+  CHECK_THROWS_WITH_AS(hvp(tape, y, {{x, u}}), doctest::Contains("'my_square'"), MissingRuleError);
+  Tape t2;
+  const Tensor x2 = t2.leaf(a);
+  const Tensor y2 = sum(my_square(x2, false));
+  CHECK_THROWS_WITH_AS(jvp(t2, y2, {{x2, u}}), doctest::Contains("'my_square'"), MissingRuleError);
 }

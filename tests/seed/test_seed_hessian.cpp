@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "autodiff/check.hpp"
 #include "nn/second_order.hpp"
 #include "seed/seed_support.hpp"
 
@@ -60,4 +61,41 @@ TEST_CASE("second-order: last-layer Hessian of softmax + cross-entropy, hand for
 TEST_CASE("second-order: the last-layer Hessian formula checks its shapes") {
   Mat H;
   CHECK_THROWS_AS(nn::backprop::softmax_cross_entropy_hessian(H, Mat({3, 2}), Mat({4, 5})), ad::ShapeError);
+}
+
+TEST_CASE("second-order: Hessian of a seed network's loss with respect to a hidden layer's W and b, against differences of gradients") {
+  std::mt19937_64 rng(64);
+  const std::vector<std::int64_t> sizes = {3, 4, 3};
+  const Network net = random_network(sizes, Act::tanh, Act::softmax, rng);
+  const Mat x = random_batch(5, 3, rng);
+  const Mat y = random_targets(5, 3, Act::softmax, Loss::cross_entropy, rng);
+  nn::MLP mlp = to_mlp(net);
+  const nn::ParameterList layer1 = {mlp.linear(1).shared_weight(), mlp.linear(1).shared_bias()};
+  ad::Tape tape;
+  const ad::Tensor J = nn::cross_entropy(mlp(tape, x), tape.constant(y));
+  const Mat H = nn::hessian(layer1, tape, J);
+  const std::int64_t n = 4 * 3 + 4;
+  REQUIRE(H.shape() == ad::Shape{n, n});
+  // The gradient of layer 1's W and b laid end to end, at W, b moved by ε along e_j.
+  const auto gradient_at = [&](std::int64_t j, double eps, std::int64_t i) {
+    Mat& W = mlp.linear(1).weight().array<double>();
+    Mat& b = mlp.linear(1).bias().array<double>();
+    const Mat W0 = W, b0 = b;
+    if (j < 12) W[j] += eps;
+    else b[j - 12] += eps;
+    ad::Tape t;
+    const ad::Tensor Jt = nn::cross_entropy(mlp(t, x), t.constant(y));
+    const ad::Gradients g = t.gradient(Jt);
+    const double r = i < 12 ? g[mlp.linear(1).weight().recorded()].flat(i) : g[mlp.linear(1).bias().recorded()].flat(i - 12);
+    W = W0;
+    b = b0;
+    return r;
+  };
+  for (std::int64_t j = 0; j < n; ++j)
+    for (std::int64_t i = 0; i < n; ++i) {
+      const ad::Difference d = ad::central_difference([&](double e) { return gradient_at(j, e, i); }, 0.0, 1.0);
+      const ad::JacobianElement e = ad::compare(H(i, j), d, ad::DType::f64);
+      CHECK_MESSAGE(e.error <= e.allowed, "H[", i, ",", j, "] = ", H(i, j), ", difference ", d.value);
+      CHECK(std::fabs(H(i, j) - H(j, i)) <= 1e-15 * std::max(1.0, std::fabs(H(i, j))));
+    }
 }
