@@ -8,6 +8,8 @@
 //   forward: record the network and the loss;
 //   grad:    forward + one reverse sweep (the gradient of every parameter);
 //   jvp:     forward + one tangent pass along a direction for every parameter (J·v for the loss);
+//   jvp_input: the same along a direction of the input batch only (the parameters held fixed), the
+//            directional derivative of the loss with respect to the data;
 //   hvp:     forward + ad::hvp over every parameter (H·v: a tangent pass and two reverse sweeps).
 // The bars (JAX's forward-over-reverse as reference): hvp ≤ 3× grad, jvp ≤ 2× forward.  The jvp
 // includes recording the forward pass; the second line gives the tangent pass on its own.
@@ -64,7 +66,9 @@ int main(int argc, char** argv) {
     for (std::size_t k = 0; k < params.size(); ++k) d.emplace_back(params[k]->recorded(), v[k]);
     return d;
   };
-  std::vector<double> t_fwd, t_grad, t_jvp, t_hvp, t_hvp_tape;
+  ad::Array<float> u(x.shape());
+  nn::fill_uniform(u, -1.0, 1.0, rng);
+  std::vector<double> t_fwd, t_grad, t_jvp, t_jvp_input, t_hvp, t_hvp_tape;
   for (int r = 0; r < rounds; ++r) {
     auto t0 = cpu_now();
     check += forward().item();
@@ -84,6 +88,15 @@ int main(int argc, char** argv) {
       check += ad::jvp(tape, loss, directions())[0];
     }
     t_jvp.push_back(cpu_now() - t0);
+
+    t0 = cpu_now();
+    {
+      tape.clear();
+      const ad::Tensor input = tape.leaf(x);
+      const ad::Tensor loss = nn::softmax_cross_entropy(net.forward(input), labels);
+      check += ad::jvp(tape, loss, {ad::Direction(input, u)})[0];
+    }
+    t_jvp_input.push_back(cpu_now() - t0);
 
     t0 = cpu_now();
     {
@@ -112,6 +125,8 @@ int main(int argc, char** argv) {
   fmt::print("forward_us={:.0f} tangent_pass_over_forward={:.2f} hvp_tape_us={:.0f} rounds={} threads={} "
              "clock=thread_cpu (checksum {:.3g})\n",
              fwd, (jv - fwd) / fwd, median(t_hvp_tape) * 1e6, rounds, ad::backend::threads(), check);
+  fmt::print("jvp_input_us={:.0f} jvp_input_over_forward={:.2f}\n", median(t_jvp_input) * 1e6,
+             median(t_jvp_input) * 1e6 / fwd);
   fmt::print("fastest: forward_us={:.0f} grad_us={:.0f} hvp_us={:.0f} hvp_tape_us={:.0f} jvp_us={:.0f} "
              "hvp_over_grad={:.2f} jvp_over_forward={:.2f}\n",
              least(t_fwd), least(t_grad), least(t_hvp), least(t_hvp_tape), least(t_jvp), least(t_hvp) / least(t_grad),
