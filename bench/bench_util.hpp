@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
+#include <random>
 #include <vector>
 
 #include "autodiff/autodiff.hpp"
@@ -10,6 +12,22 @@
 namespace bench {
 
 using Clock = std::chrono::steady_clock;
+
+/// A batch of B MNIST-shaped samples: 784 features uniform in [0, 1) and labels in 0..9, drawn from
+/// `rng` in that order (features first), so a program that draws its network next gets the same
+/// weights as before.
+struct Batch {
+  ad::Array<float> x;
+  std::vector<std::int32_t> y;
+};
+template <class Rng>
+Batch random_batch(std::int64_t B, Rng& rng) {
+  Batch b{ad::Array<float>(ad::Shape{B, 784}), std::vector<std::int32_t>(static_cast<std::size_t>(B))};
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  for (float& v : b.x.values()) v = u(rng);
+  for (auto& label : b.y) label = static_cast<std::int32_t>(rng() % 10);
+  return b;
+}
 
 /// The median of v (the upper middle element when v has an even size).
 inline double median(std::vector<double> v) {

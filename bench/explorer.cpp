@@ -50,11 +50,7 @@ int main(int argc, char** argv) {
 
   const std::int64_t B = 128;
   nn::Rng rng(1);
-  ad::Array<float> x(ad::Shape{B, 784});
-  std::uniform_real_distribution<float> u(0.0f, 1.0f);
-  for (float& v : x.values()) v = u(rng);
-  std::vector<std::int32_t> y(static_cast<std::size_t>(B));
-  for (auto& label : y) label = static_cast<std::int32_t>(rng() % 10);
+  const auto [x, y] = bench::random_batch(B, rng);
   nn::MLP mlp({784, 256, 128, 10}, nn::relu, rng);
   time_writes("mlp", 7, dir / "mlp.html", [&](ad::Tape& tape) {
     return tape.name(nn::softmax_cross_entropy(mlp(tape, x), y), "loss");

@@ -238,11 +238,7 @@ void contended(const std::vector<std::int64_t>& sizes, float lr, double seconds)
   }
   const std::int64_t B = 128;
   nn::Rng rng(1);
-  ad::Array<float> x(ad::Shape{B, 784});
-  std::uniform_real_distribution<float> u(0.0f, 1.0f);
-  for (float& v : x.values()) v = u(rng);
-  std::vector<std::int32_t> y(static_cast<std::size_t>(B));
-  for (std::size_t i = 0; i < y.size(); ++i) y[i] = static_cast<std::int32_t>(rng() % 10);
+  const auto [x, y] = bench::random_batch(B, rng);
   nn::MLP net(sizes, nn::relu, rng);
   nn::SGD opt(net.parameters(), {.lr = lr});
   ad::Tape tape;
@@ -294,11 +290,7 @@ int main(int argc, char** argv) {
   const float lr = 0.01f;
   for (std::int64_t B : {16, 128, 1024}) {
     nn::Rng rng(1);
-    ad::Array<float> x(ad::Shape{B, 784});
-    std::uniform_real_distribution<float> u(0.0f, 1.0f);
-    for (float& v : x.values()) v = u(rng);
-    std::vector<std::int32_t> y(static_cast<std::size_t>(B));
-    for (std::size_t i = 0; i < y.size(); ++i) y[i] = static_cast<std::int32_t>(rng() % 10);
+    const auto [x, y] = bench::random_batch(B, rng);
 
     nn::MLP net(sizes, nn::relu, rng);
     Reference ref(net, lr);
