@@ -20,11 +20,11 @@ void TangentStore::reset(const Tape& t) {
   arena.reset();
 }
 
-void* TangentStore::tensor_tangent(std::size_t k, const Node& n) {
+void* TangentStore::tensor_tangent(std::size_t k, const Node& n, bool zeroed) {
   if (!tdot[k]) {
     const std::size_t bytes = static_cast<std::size_t>(numel(n.shape)) * size_of(n.dtype);
     tdot[k] = arena.allocate(bytes);
-    std::memset(tdot[k], 0, bytes);
+    if (zeroed) std::memset(tdot[k], 0, bytes);
   }
   return tdot[k];
 }
@@ -101,7 +101,7 @@ void seed_tangents(const Tape& tape, TangentStore& s, std::span<const Direction>
       if (alias && v.dtype() == n->dtype) {  // read in place: rules never write their arguments' tangents
         s.tdot[tape.node_index(e)] = const_cast<void*>(v.data());
       } else dispatch(n->dtype, [&]<class T>() {
-        T* dst = static_cast<T*>(s.tensor_tangent(tape.node_index(e), *n));
+        T* dst = static_cast<T*>(s.tensor_tangent(tape.node_index(e), *n, false));
         dispatch(v.dtype(), [&]<class S>() {
           const S* src = static_cast<const S*>(v.data());
           for (std::int64_t i = 0, m = numel(n->shape); i < m; ++i) dst[i] = static_cast<T>(src[i]);

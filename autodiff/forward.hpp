@@ -42,8 +42,9 @@ struct TangentStore {
   Arena arena;
 
   void reset(const Tape& t);
-  /// The tangent buffer of node k, allocated zeroed on first use.
-  void* tensor_tangent(std::size_t k, const Node& n);
+  /// The tangent buffer of node k, allocated on first use: zeroed, or left uninitialised when
+  /// `zeroed` is false (the caller then writes every element).
+  void* tensor_tangent(std::size_t k, const Node& n, bool zeroed = true);
   /// Whether entry e's tangent is (known to be) zero.
   bool zero(const Tape& t, std::uint32_t e) const;
 };
@@ -169,6 +170,12 @@ class TangentContext : public TangentReader {
   template <Element T>
   T* tangent() {
     return static_cast<T*>(t_.tensor_tangent(tape_.node_index(node_.entry), node_));
+  }
+  /// The output tangent of a tensor node, not zeroed: for a rule that assigns every element (a
+  /// rule runs once per pass, so nothing else has written it).
+  template <Element T>
+  T* fresh_tangent() {
+    return static_cast<T*>(t_.tensor_tangent(tape_.node_index(node_.entry), node_, false));
   }
   /// Makes the output's tangent another buffer of its shape (a reshape reads its argument's).
   void alias_tangent(void* data) { t_.tdot[tape_.node_index(node_.entry)] = data; }

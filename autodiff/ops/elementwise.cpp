@@ -117,8 +117,14 @@ void unary_tangent(TangentContext& c) {
     const T* x = c.arg_value<T>(0);
     const T* y = c.value<T>();
     const T p = constant_of<T>(c.node());
-    T* dy = c.tangent<T>();
-    for (std::int64_t i = 0, n = numel(c.node().shape); i < n; ++i) dy[i] = R::df(x[i], y[i], p) * dx[i];
+    T* dy = c.fresh_tangent<T>();
+    const std::int64_t n = numel(c.node().shape);
+    // ẏ = f′(x)·ẋ is the backward step's g·f′(x) with ẋ for g, so a rule's `chain` serves both.
+    if constexpr (requires { R::chain(T(0), T(0), T(0), T(0)); }) {
+      for (std::int64_t i = 0; i < n; ++i) dy[i] = R::chain(dx[i], x[i], y[i], p);
+    } else {
+      for (std::int64_t i = 0; i < n; ++i) dy[i] = R::df(x[i], y[i], p) * dx[i];
+    }
   });
 }
 
@@ -272,12 +278,19 @@ void binary_tangent(TangentContext& c) {
     const auto a = operand_value<T, var_arg>(c, 0), b = operand_value<T, var_arg>(c, 1);
     const auto ta = operand_tangent<T, var_arg>(c, 0), tb = operand_tangent<T, var_arg>(c, 1);
     const T* y = c.value<T>();
-    T* dy = c.tangent<T>();
+    T* dy = c.fresh_tangent<T>();
     const ops::Broadcast p = broadcast_of<var_arg>(c);
-    if (!ta.zero())
-      p.for_each([&](std::int64_t o, std::int64_t ia, std::int64_t ib) { dy[o] += R::da(a[ia], b[ib], y[o]) * ta[ia]; });
-    if (!tb.zero())
-      p.for_each([&](std::int64_t o, std::int64_t ia, std::int64_t ib) { dy[o] += R::db(a[ia], b[ib], y[o]) * tb[ib]; });
+    // One pass that assigns every output element (the pass calls the rule only when a tangent moves).
+    if (!ta.zero() && !tb.zero())
+      p.for_each([&](std::int64_t o, std::int64_t ia, std::int64_t ib) {
+        dy[o] = R::da(a[ia], b[ib], y[o]) * ta[ia] + R::db(a[ia], b[ib], y[o]) * tb[ib];
+      });
+    else if (!ta.zero())
+      p.for_each([&](std::int64_t o, std::int64_t ia, std::int64_t ib) { dy[o] = R::da(a[ia], b[ib], y[o]) * ta[ia]; });
+    else if (!tb.zero())
+      p.for_each([&](std::int64_t o, std::int64_t ia, std::int64_t ib) { dy[o] = R::db(a[ia], b[ib], y[o]) * tb[ib]; });
+    else
+      std::fill_n(dy, numel(c.node().shape), T(0));
   });
 }
 

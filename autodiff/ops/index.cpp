@@ -32,7 +32,7 @@ void pick_backward(BackwardContext& c) {
 void pick_tangent(TangentContext& c) {
   dispatch(c.node().dtype, [&]<class T>() {
     const T* dx = c.arg_tangent<T>(0);
-    T* dy = c.tangent<T>();
+    T* dy = c.fresh_tangent<T>();
     const auto [labels, classes] = c.saved<Labels>();
     for (std::int64_t b = 0, rows = numel(c.node().shape); b < rows; ++b) dy[b] = dx[b * classes + labels[b]];
   });

@@ -107,14 +107,32 @@ void matmul_backward(BackwardContext& c) {
   });
 }
 
-/// Tangent of C = op(A)·op(B): Ċ = op(Ȧ)·op(B) + op(A)·op(Ḃ) (a zero tangent's product skipped).
+/// Ċ = op(Ȧ)·op(B) + op(A)·op(Ḃ) into a fresh (unwritten) dc: the first product that runs writes
+/// it (beta = 0), the second adds (a zero tangent's product is skipped).  Returns whether any ran;
+/// if none did, dc is still unwritten.
+template <Element T>
+bool product_tangent(const Geometry& g, TangentContext& c, T* dc) {
+  bool written = false;
+  if (const T* da = c.arg_tangent<T>(0)) {
+    product(g, da, c.arg_value<T>(1), dc, T(0));
+    written = true;
+  }
+  if (const T* db = c.arg_tangent<T>(1)) {
+    product(g, c.arg_value<T>(0), db, dc, written ? T(1) : T(0));
+    written = true;
+  }
+  return written;
+}
+
+/// Tangent of C = op(A)·op(B): Ċ = op(Ȧ)·op(B) + op(A)·op(Ḃ).
 void matmul_tangent(TangentContext& c) {
   const Transposes& t = c.saved<Transposes>();
   const Geometry g = geometry(c.arg_shape(0), c.arg_shape(1), t.a, t.b);
   dispatch(c.node().dtype, [&]<class T>() {
-    T* dc = c.tangent<T>();
-    if (const T* da = c.arg_tangent<T>(0)) product(g, da, c.arg_value<T>(1), dc, T(1));
-    if (const T* db = c.arg_tangent<T>(1)) product(g, c.arg_value<T>(0), db, dc, T(1));
+    T* dc = c.fresh_tangent<T>();
+    // The pass calls a rule only when some argument's tangent is non-zero, so one product runs
+    // and writes every element of C.  (C is empty when the batch is: nothing to write.)
+    if (!product_tangent(g, c, dc)) std::fill_n(dc, numel(c.node().shape), T(0));
   });
 }
 
@@ -152,14 +170,20 @@ void linear_backward(BackwardContext& c) {
 
 /// Tangent of z = x·Wᵀ + b: ż = ẋ·Wᵀ + x·Ẇᵀ + ḃ (added to every row).
 void linear_tangent(TangentContext& c) {
-  matmul_tangent(c);
+  const Transposes& t = c.saved<Transposes>();
+  const Geometry g = geometry(c.arg_shape(0), c.arg_shape(1), t.a, t.b);
   dispatch(c.node().dtype, [&]<class T>() {
+    T* dz = c.fresh_tangent<T>();
+    const bool written = product_tangent(g, c, dz);
     const T* db = c.arg_tangent<T>(2);
-    if (!db) return;
-    T* dz = c.tangent<T>();
     const std::int64_t rows = c.node().shape[0], cols = c.node().shape[1];
-    for (std::int64_t r = 0; r < rows; ++r)
-      for (std::int64_t j = 0; j < cols; ++j) dz[r * cols + j] += db[j];
+    if (written && db) {
+      for (std::int64_t r = 0; r < rows; ++r)
+        for (std::int64_t j = 0; j < cols; ++j) dz[r * cols + j] += db[j];
+    } else if (!written) {  // only the bias moves (or, for an empty product, nothing)
+      for (std::int64_t r = 0; r < rows; ++r)
+        for (std::int64_t j = 0; j < cols; ++j) dz[r * cols + j] = db ? db[j] : T(0);
+    }
   });
 }
 

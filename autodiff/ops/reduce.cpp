@@ -132,7 +132,7 @@ void sum_all_tangent(TangentContext& c) {
     const T* dx = c.arg_tangent<T>(0);
     double acc = 0.0;
     for (std::int64_t i = 0, n = numel(c.arg_shape(0)); i < n; ++i) acc += static_cast<double>(dx[i]);
-    c.tangent<T>()[0] = static_cast<T>(c.saved<Reduction>().scale * acc);
+    c.fresh_tangent<T>()[0] = static_cast<T>(c.saved<Reduction>().scale * acc);
   });
 }
 
@@ -140,7 +140,7 @@ void sum_all_tangent(TangentContext& c) {
 void sum_axis_tangent(TangentContext& c) {
   dispatch(c.node().dtype, [&]<class T>() {
     const T* dx = c.arg_tangent<T>(0);
-    T* dy = c.tangent<T>();
+    T* dy = c.fresh_tangent<T>();
     const Reduction& r = c.saved<Reduction>();
     const ops::AxisSplit s = ops::split_at_axis(c.arg_shape(0), static_cast<std::size_t>(r.axis));
     for (std::int64_t o = 0; o < s.outer; ++o)
@@ -156,7 +156,7 @@ void sum_axis_tangent(TangentContext& c) {
 void max_tangent(TangentContext& c) {
   dispatch(c.node().dtype, [&]<class T>() {
     const T* dx = c.arg_tangent<T>(0);
-    T* dy = c.tangent<T>();
+    T* dy = c.fresh_tangent<T>();
     const std::int64_t* where = c.saved<Argmax>().where;
     for (std::int64_t j = 0, n = numel(c.node().shape); j < n; ++j) dy[j] = dx[where[j]];
   });

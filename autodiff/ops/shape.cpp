@@ -50,7 +50,7 @@ void transpose_tangent(TangentContext& c) {
   dispatch(c.node().dtype, [&]<class T>() {
     const Shape& s = c.arg_shape(0);  // [..., rows, cols]: the argument
     const std::int64_t rows = s[s.size() - 2], cols = s[s.size() - 1];
-    transpose_into<false>(c.tangent<T>(), c.arg_tangent<T>(0), numel(s) / std::max<std::int64_t>(rows * cols, 1), rows,
+    transpose_into<false>(c.fresh_tangent<T>(), c.arg_tangent<T>(0), numel(s) / std::max<std::int64_t>(rows * cols, 1), rows,
                           cols);
   });
 }

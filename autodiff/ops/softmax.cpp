@@ -131,7 +131,7 @@ void softmax_tangent(TangentContext& c) {
   dispatch(c.node().dtype, [&]<class T>() {
     const T* y = c.value<T>();
     const T* dx = c.arg_tangent<T>(0);
-    T* dy = c.tangent<T>();
+    T* dy = c.fresh_tangent<T>();
     each_slice(c.node().shape, c.saved<Axis>().axis, [&](std::int64_t first, const ops::AxisSplit& s) {
       const double m = slice_dot(y + first, dx + first, s);
       for (std::int64_t k = 0; k < s.n; ++k) {
@@ -147,7 +147,7 @@ void log_softmax_tangent(TangentContext& c) {
   dispatch(c.node().dtype, [&]<class T>() {
     const T* y = c.value<T>();
     const T* dx = c.arg_tangent<T>(0);
-    T* dy = c.tangent<T>();
+    T* dy = c.fresh_tangent<T>();
     each_slice(c.node().shape, c.saved<Axis>().axis, [&](std::int64_t first, const ops::AxisSplit& s) {
       const double m = slice_dot(y + first, dx + first, s, true);
       for (std::int64_t k = 0; k < s.n; ++k) {
@@ -253,7 +253,7 @@ void softmax_cross_entropy_tangent(TangentContext& c) {
       for (std::int64_t k = 0; k < s.classes; ++k) total += pb[k] * static_cast<double>(dz[row + k]);
       total -= static_cast<double>(dz[row + s.labels[b]]);
     });
-    c.tangent<T>()[0] = static_cast<T>(total / static_cast<double>(s.rows));
+    c.fresh_tangent<T>()[0] = static_cast<T>(total / static_cast<double>(s.rows));
   });
 }
 
