@@ -18,12 +18,49 @@ void TangentStore::reset(const Tape& t) {
   dot.assign(t.size(), 0.0);
   tdot.assign(t.node_count(), nullptr);
   arena.reset();
+  reuse = false;
+  owned.assign(t.node_count(), 0);
+}
+
+void TangentStore::enable_reuse(const Tape& t, std::uint32_t last) {
+  reuse = true;
+  last_reader.assign(t.node_count(), 0);
+  // Nodes are in creation order, so the last assignment is the last reader.  Only rule nodes read
+  // tensors (a scalar entry's arguments are scalars).
+  for (std::size_t k = 0; k < t.node_count(); ++k) {
+    const Node& n = t.node_at(k);
+    if (n.entry > last) break;
+    for (const std::uint32_t a : n.args)
+      if (t.node(a)) last_reader[t.node_index(a)] = static_cast<std::uint32_t>(k);
+  }
+}
+
+void* TangentStore::take_arg_tangent(const Tape& t, const Node& n, std::size_t k) {
+  if (!reuse) return nullptr;
+  const Node* a = t.node(n.args[k]);
+  if (a == nullptr || a->scalar_out || n.scalar_out) return nullptr;
+  const std::uint32_t ak = t.node_index(n.args[k]), nk = t.node_index(n.entry);
+  if (!owned[ak] || last_reader[ak] != nk || tdot[nk] != nullptr || a->dtype != n.dtype ||
+      numel(a->shape) != numel(n.shape))
+    return nullptr;
+  tdot[nk] = tdot[ak];
+  owned[nk] = 1;
+  tdot[ak] = nullptr;  // nothing reads it again
+  owned[ak] = 0;
+  return tdot[nk];
+}
+
+void TangentStore::alias(const Tape& t, const Node& n, void* data) {
+  tdot[t.node_index(n.entry)] = data;
+  for (const std::uint32_t a : n.args)
+    if (const Node* an = t.node(a); an && !an->scalar_out && tdot[t.node_index(a)] == data) owned[t.node_index(a)] = 0;
 }
 
 void* TangentStore::tensor_tangent(std::size_t k, const Node& n, bool zeroed) {
   if (!tdot[k]) {
     const std::size_t bytes = static_cast<std::size_t>(numel(n.shape)) * size_of(n.dtype);
     tdot[k] = arena.allocate(bytes);
+    owned[k] = 1;
     if (zeroed) std::memset(tdot[k], 0, bytes);
   }
   return tdot[k];
@@ -165,11 +202,14 @@ std::shared_ptr<Store> reusable_store() {
 
 /// The forward pass up to `last`.  With `alias`, a tangent of the leaf's element type is read where
 /// it is instead of copied (only when the store does not outlive the caller's directions).
+/// With `only_last`, the caller reads nothing but the tangent of `last`, so buffers may be handed
+/// from a value to its last reader.
 std::shared_ptr<TangentStore> run_forward(Tape& tape, std::uint32_t last, std::span<const Direction> directions,
-                                          const char* what, bool alias = true) {
+                                          const char* what, bool alias = true, bool only_last = false) {
   auto s = reusable_store<TangentStore>();
   s->reset(tape);
   seed_tangents(tape, *s, directions, what, alias);
+  if (only_last) s->enable_reuse(tape, last);
   tape.check_leaves(last, what);
   forward_pass(tape, *s, last, what);
   return s;
@@ -189,7 +229,7 @@ Tangents jvp(Tape& tape, std::initializer_list<Direction> directions) {
 double jvp(Tape& tape, const Var& y, std::span<const Direction> directions) {
   if (y.empty()) throw InvalidArgument("jvp: empty Var as the output");
   tape.check(y.tape(), y.generation(), y.index(), "jvp");
-  const auto s = run_forward(tape, y.index(), directions, "jvp");
+  const auto s = run_forward(tape, y.index(), directions, "jvp", true, true);
   return s->dot[y.index()];
 }
 
@@ -200,7 +240,7 @@ double jvp(Tape& tape, const Var& y, std::initializer_list<Direction> directions
 Array<double> jvp(Tape& tape, const Tensor& y, std::span<const Direction> directions) {
   if (y.empty()) throw InvalidArgument("jvp: empty Tensor as the output");
   tape.check(y.tape(), y.generation(), y.index(), "jvp");
-  Tangents t(run_forward(tape, y.index(), directions, "jvp"));
+  Tangents t(run_forward(tape, y.index(), directions, "jvp", true, true));
   return to_array<double>(t.tangent(y.index()));
 }
 

@@ -40,8 +40,22 @@ struct TangentStore {
   std::vector<double> dot;  // one per entry: scalar tangents (and scalar-valued nodes)
   std::vector<void*> tdot;  // one per node: tensor tangents, null while zero
   Arena arena;
+  /// Set when only the pass's last value is wanted: a node's tangent buffer may then be handed to
+  /// its last reader (see take_arg_tangent) instead of that reader allocating one of its own.
+  bool reuse = false;
+  std::vector<std::uint8_t> owned;         // per node: tdot was allocated here for this node
+  std::vector<std::uint32_t> last_reader;  // per node (with reuse): the last node that reads it
 
   void reset(const Tape& t);
+  /// Turns buffer handover on for a pass over entries 1..last (finds every node's last reader).
+  void enable_reuse(const Tape& t, std::uint32_t last);
+  /// Argument k of `n`: its tangent buffer, which becomes n's, when handover is on, the buffer was
+  /// allocated for that argument, n is its last reader and the two have the same element type and
+  /// count; else null.
+  void* take_arg_tangent(const Tape& t, const Node& n, std::size_t k);
+  /// Makes `data` (an argument's tangent) node n's tangent too; the argument's buffer is then
+  /// shared and never handed over.
+  void alias(const Tape& t, const Node& n, void* data);
   /// The tangent buffer of node k, allocated on first use: zeroed, or left uninitialised when
   /// `zeroed` is false (the caller then writes every element).
   void* tensor_tangent(std::size_t k, const Node& n, bool zeroed = true);
@@ -177,8 +191,16 @@ class TangentContext : public TangentReader {
   T* fresh_tangent() {
     return static_cast<T*>(t_.tensor_tangent(tape_.node_index(node_.entry), node_, false));
   }
+  /// Argument k's tangent buffer, made the output's, when nothing will read the argument's tangent
+  /// after this rule (only the pass's last value is wanted and this node is the argument's last
+  /// reader) and it has the output's element type and count; else null.  For an element-wise rule
+  /// that then computes its output in place: ẏ[i] may overwrite ẋ[i] once it has been read.
+  template <Element T>
+  T* take_arg_tangent(std::size_t k) {
+    return static_cast<T*>(t_.take_arg_tangent(tape_, node_, k));
+  }
   /// Makes the output's tangent another buffer of its shape (a reshape reads its argument's).
-  void alias_tangent(void* data) { t_.tdot[tape_.node_index(node_.entry)] = data; }
+  void alias_tangent(void* data) { t_.alias(tape_, node_, data); }
   /// The tangent of a scalar-valued node.
   void set_scalar_tangent(double v) { t_.dot[node_.entry] = v; }
 };

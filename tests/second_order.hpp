@@ -8,6 +8,7 @@
 //    ∂/∂ε ∇f(x + εv), element by element.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <random>
@@ -70,18 +71,29 @@ inline std::vector<const ad::OpDescriptor*> recorded_ops(const Build& build, con
   return r;
 }
 
-/// jvp against central differences and against reverse mode (see the top of this file).
-inline void check_tangent(const Build& build, const Inputs& x, unsigned seed = 1) {
-  const Inputs u = directions_like(x, seed);
+/// jvp along u for the inputs marked in `moving` (the others held fixed: no direction given for
+/// them) against central differences and against reverse mode; and the output-only jvp against the
+/// tangent the pass that keeps every value's tangent gives (the first may hand buffers from a value
+/// to its last reader, the second may not: the same arithmetic either way).
+inline void check_tangent_along(const Build& build, const Inputs& x, Inputs u, const std::vector<bool>& moving) {
+  for (std::size_t k = 0; k < x.size(); ++k)
+    if (!moving[k]) std::fill(u[k].values().begin(), u[k].values().end(), 0.0);
   ad::Tape tape;
   const auto l = leaves(tape, x);
   const ad::Tensor y = build(tape, l);
-  const auto dirs = pairs(l, u);
+  std::vector<ad::Direction> dirs;
+  for (std::size_t k = 0; k < l.size(); ++k)
+    if (moving[k]) dirs.emplace_back(l[k], u[k]);
   const ad::Array<double> dy = ad::jvp(tape, y, dirs);
   REQUIRE(dy.shape() == y.shape());
+  const ad::Array<double> kept = ad::jvp(tape, dirs).array<double>(y);
+  const std::int64_t n = dy.size();
+  for (std::int64_t o = 0; o < n; ++o)
+    CHECK_MESSAGE(std::fabs(dy[o] - kept[o]) <= 1e-15 * std::max(1.0, std::fabs(kept[o])),
+                  fmt::format("(J u)[{}]: {:.17g} from the output-only pass, {:.17g} keeping every tangent", o, dy[o],
+                              kept[o]));
 
   // Central differences of each output element along u.
-  const std::int64_t n = dy.size();
   double scale = 1.0;
   for (std::int64_t o = 0; o < n; ++o) scale = std::max(scale, std::fabs(y.value().flat(o)));
   for (std::int64_t o = 0; o < n; ++o) {
@@ -96,7 +108,7 @@ inline void check_tangent(const Build& build, const Inputs& x, unsigned seed = 1
   }
 
   // ⟨w, J u⟩ = ⟨Jᵀ w, u⟩.
-  const Inputs w = directions_like({ad::Array<double>(y.shape())}, seed + 100);
+  const Inputs w = directions_like({ad::Array<double>(y.shape())}, 4242);
   const ad::Gradients g = tape.vjp(y, w[0].view());
   double lhs = 0.0, rhs = 0.0, mag = 0.0;
   for (std::int64_t o = 0; o < n; ++o) {
@@ -112,6 +124,23 @@ inline void check_tangent(const Build& build, const Inputs& x, unsigned seed = 1
   }
   CHECK_MESSAGE(std::fabs(lhs - rhs) <= 1e-12 * std::max(1.0, mag),
                 fmt::format("<w, J u> = {:.17g} from the tangent, {:.17g} from the reverse sweep", lhs, rhs));
+}
+
+/// jvp in a random direction of every input together, then (for several inputs) of each input
+/// alone, so that a rule's paths for a zero argument tangent run too (see check_tangent_along).
+inline void check_tangent(const Build& build, const Inputs& x, unsigned seed = 1) {
+  const Inputs u = directions_like(x, seed);
+  {
+    INFO("every input moving");
+    check_tangent_along(build, x, u, std::vector<bool>(x.size(), true));
+  }
+  if (x.size() < 2) return;
+  for (std::size_t k = 0; k < x.size(); ++k) {
+    INFO("only input ", k, " moving");
+    std::vector<bool> moving(x.size(), false);
+    moving[k] = true;
+    check_tangent_along(build, x, u, moving);
+  }
 }
 
 /// H·v of the one-element output of `build` against central differences of its gradient along v.

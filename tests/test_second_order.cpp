@@ -245,7 +245,7 @@ TEST_CASE("second-order: scalar op codes, Hessian-vector products against differ
     INFO(op_name(c.op));
     const std::vector<double> v = {0.6, -1.1};
     // loss = y² + y·x0: the second derivative of the op enters through 2 y y''.
-    const auto loss = [&](Tape& t, const std::vector<Var>& x) {
+    const auto loss = [&](Tape&, const std::vector<Var>& x) {
       const Var y = c.build(x);
       return Var(y * y + y * x[0]);
     };
@@ -416,6 +416,56 @@ TEST_CASE("second-order: Jacobians by forward and by reverse sweeps agree, and m
   for (int i = 0; i < 6; ++i) CHECK(J[i] == doctest::Approx(expect[i]).epsilon(1e-15));
   const Array<double> Jrs = ad::jacobian(st, ys, xs, Sweep::reverse);
   for (int i = 0; i < 6; ++i) CHECK(Jrs[i] == doctest::Approx(expect[i]).epsilon(1e-15));
+}
+
+TEST_CASE("second-order: an output-only jvp reuses tangent buffers without changing any result") {
+  // ad::jvp(tape, y, ...) may hand a value's tangent buffer to its last reader (an element-wise op
+  // then writes its tangent in place).  Cases where that must not happen or must not leak: a value
+  // whose tangent a reshape shares, a value read twice, values read again only after the output,
+  // a chain of element-wise ops, and an f32 network like bench/second_order's.
+  using S = std::span<const Tensor>;
+  const std::vector<std::pair<const char*, Build>> builds = {
+      {"a reshape shares the tangent an exp reads last",
+       [](Tape&, S x) {
+         const Tensor a = matmul(x[0], x[1]);
+         const Tensor r = reshape(a, {-1});
+         const Tensor b = exp(a);
+         return reshape(b, {-1}) * r;
+       }},
+      {"a value read by two element-wise ops",
+       [](Tape&, S x) {
+         const Tensor a = matmul(x[0], x[1]);
+         return exp(a) + tanh(a) * a;
+       }},
+      {"read again after the output",
+       [](Tape&, S x) {
+         const Tensor a = exp(matmul(x[0], x[1]));
+         const Tensor y = tanh(a);
+         (void)(a * 2.0 + relu(y));  // recorded after y: the pass stops at y
+         return y;
+       }},
+      {"a chain of element-wise ops",
+       [](Tape&, S x) { return sigmoid(square(tanh(exp(relu(matmul(x[0], x[1]) * 0.5))))); }},
+      {"a two-layer network to its loss",
+       [](Tape&, S x) {
+         static const std::int32_t labels[] = {1, 0, 2, 1};
+         const Tensor h = relu(linear(x[0], x[1], x[2]));
+         return softmax_cross_entropy(linear(h, x[3], x[4]), labels);
+       }},
+  };
+  const Inputs two = {random({4, 3}, 61), random({3, 5}, 62)};
+  for (const auto& [name, build] : builds) {
+    INFO(name);
+    if (std::string(name).find("network") != std::string::npos)
+      second_order::check_tangent(build, {random({4, 3}, 63), random({5, 3}, 64), random({5}, 65),
+                                          random({3, 5}, 66), random({3}, 67)});
+    else
+      second_order::check_tangent(build, two);
+  }
+  // An empty inner dimension: the product is zeros, and so is its tangent.
+  second_order::check_tangent([](Tape&, S x) { return matmul(x[0], x[1]); }, {random({2, 0}, 68), random({0, 3}, 69)});
+  second_order::check_tangent([](Tape&, S x) { return linear(x[0], x[1], x[2]); },
+                              {random({2, 0}, 70), random({3, 0}, 71), random({3}, 72)});
 }
 
 TEST_CASE("second-order: float32 tangents and Hessian-vector products agree with float64") {

@@ -117,7 +117,9 @@ void unary_tangent(TangentContext& c) {
     const T* x = c.arg_value<T>(0);
     const T* y = c.value<T>();
     const T p = constant_of<T>(c.node());
-    T* dy = c.fresh_tangent<T>();
+    // In place over ẋ when nothing reads it after this rule: element i reads only ẋ[i].
+    T* dy = c.take_arg_tangent<T>(0);
+    if (!dy) dy = c.fresh_tangent<T>();
     const std::int64_t n = numel(c.node().shape);
     // ẏ = f′(x)·ẋ is the backward step's g·f′(x) with ẋ for g, so a rule's `chain` serves both.
     if constexpr (requires { R::chain(T(0), T(0), T(0), T(0)); }) {
