@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 namespace ad {
 
@@ -13,11 +12,7 @@ void no_curvature(CurvatureContext&) {}
 // ---- storage -------------------------------------------------------------------------------------------
 
 void TangentStore::reset(const Tape& t) {
-  tape = &t;
-  generation = t.generation();
-  dot.assign(t.size(), 0.0);
-  tdot.assign(t.node_count(), nullptr);
-  arena.reset();
+  buffers.reset(t);
   reuse = false;
   owned.assign(t.node_count(), 0);
 }
@@ -40,65 +35,62 @@ void* TangentStore::take_arg_tangent(const Tape& t, const Node& n, std::size_t k
   const Node* a = t.node(n.args[k]);
   if (a == nullptr || a->scalar_out || n.scalar_out) return nullptr;
   const std::uint32_t ak = t.node_index(n.args[k]), nk = t.node_index(n.entry);
-  if (!owned[ak] || last_reader[ak] != nk || tdot[nk] != nullptr || a->dtype != n.dtype ||
+  if (!owned[ak] || last_reader[ak] != nk || tdot()[nk] != nullptr || a->dtype != n.dtype ||
       numel(a->shape) != numel(n.shape))
     return nullptr;
-  tdot[nk] = tdot[ak];
+  tdot()[nk] = tdot()[ak];
   owned[nk] = 1;
-  tdot[ak] = nullptr;  // nothing reads it again
+  tdot()[ak] = nullptr;  // nothing reads it again
   owned[ak] = 0;
-  return tdot[nk];
+  return tdot()[nk];
 }
 
 void TangentStore::alias(const Tape& t, const Node& n, void* data) {
-  tdot[t.node_index(n.entry)] = data;
+  tdot()[t.node_index(n.entry)] = data;
   for (const std::uint32_t a : n.args)
-    if (const Node* an = t.node(a); an && !an->scalar_out && tdot[t.node_index(a)] == data) owned[t.node_index(a)] = 0;
+    if (const Node* an = t.node(a); an && !an->scalar_out && tdot()[t.node_index(a)] == data) owned[t.node_index(a)] = 0;
 }
 
 void* TangentStore::tensor_tangent(std::size_t k, const Node& n, bool zeroed) {
-  if (!tdot[k]) {
-    const std::size_t bytes = static_cast<std::size_t>(numel(n.shape)) * size_of(n.dtype);
-    tdot[k] = arena.allocate(bytes);
-    owned[k] = 1;
-    if (zeroed) std::memset(tdot[k], 0, bytes);
-  }
-  return tdot[k];
+  if (!tdot()[k]) owned[k] = 1;
+  if (zeroed) return buffers.tensor_adjoint(k, n);
+  bool fresh = false;
+  return buffers.tensor_adjoint(k, n, fresh);
 }
 
 bool TangentStore::zero(const Tape& t, std::uint32_t e) const {
   const Node* n = t.node(e);
-  if (n && !n->scalar_out) return tdot[t.node_index(e)] == nullptr;
-  return dot[e] == 0.0;
+  if (n && !n->scalar_out) return tdot()[t.node_index(e)] == nullptr;
+  return dot()[e] == 0.0;
 }
 
 void Tangents::check(const char* what) const {
-  if (s_->generation != s_->tape->generation())
+  if (s_->generation() != s_->tape()->generation())
     throw StaleHandleError(fmt::format("{}: these tangents were computed before tape.clear()", what));
 }
 
 double Tangents::operator[](const Var& x) const {
   check("Tangents[Var]");
-  s_->tape->check(x.tape(), x.generation(), x.index(), "Tangents[Var]");
-  if (x.index() >= s_->dot.size())
+  s_->tape()->check(x.tape(), x.generation(), x.index(), "Tangents[Var]");
+  if (x.index() >= s_->dot().size())
     throw InvalidArgument("Tangents[Var]: the value was recorded after these tangents were computed");
-  return s_->dot[x.index()];
+  return s_->dot()[x.index()];
 }
 
 View Tangents::operator[](const Tensor& t) const {
   check("Tangents[Tensor]");
-  s_->tape->check(t.tape(), t.generation(), t.index(), "Tangents[Tensor]");
+  s_->tape()->check(t.tape(), t.generation(), t.index(), "Tangents[Tensor]");
   return tangent(t.index());
 }
 
 View Tangents::tangent(std::uint32_t entry) const {
   check("Tangents::tangent");
-  if (entry == 0 || entry >= s_->dot.size())
+  if (entry == 0 || entry >= s_->dot().size())
     throw InvalidArgument(fmt::format("Tangents::tangent: no entry #{} in these tangents", entry));
-  const Tape& t = *s_->tape;
+  const Tape& t = *s_->tape();
   const Node* n = t.node(entry);
   if (n && !n->scalar_out) return View(n->dtype, n->shape, s_->tensor_tangent(t.node_index(entry), *n));
-  return View(DType::f64, Shape{}, &s_->dot[entry]);
+  return View(DType::f64, Shape{}, &s_->dot()[entry]);
 }
 
 // ---- the forward pass ----------------------------------------------------------------------------------
@@ -120,7 +112,7 @@ void seed_tangents(const Tape& tape, TangentStore& s, std::span<const Direction>
       if (tape.op(e) != Op::leaf)
         throw InvalidArgument(fmt::format("{}: input {} is not a leaf (a variable made by Tape::variable)", what,
                                           tape.label(e, fmt::format("#{}", e))));
-      s.dot[e] = d.scalar();
+      s.dot()[e] = d.scalar();
     } else {
       const Tensor& x = d.tensor();
       if (x.empty()) throw InvalidArgument(fmt::format("{}: empty Tensor as an input", what));
@@ -136,7 +128,7 @@ void seed_tangents(const Tape& tape, TangentStore& s, std::span<const Direction>
                                      describe(v.dtype(), v.shape()), tape.label(e, "the input"),
                                      describe(n->dtype, n->shape)));
       if (alias && v.dtype() == n->dtype) {  // read in place: rules never write their arguments' tangents
-        s.tdot[tape.node_index(e)] = const_cast<void*>(v.data());
+        s.tdot()[tape.node_index(e)] = const_cast<void*>(v.data());
       } else dispatch(n->dtype, [&]<class T>() {
         T* dst = static_cast<T*>(s.tensor_tangent(tape.node_index(e), *n, false));
         dispatch(v.dtype(), [&]<class S>() {
@@ -167,7 +159,7 @@ bool any_tangent(const Tape& tape, const TangentStore& s, const Node& n) {
 
 /// Tangents of entries 1..last, given the seeded leaves.
 void forward_pass(const Tape& tape, TangentStore& s, std::uint32_t last, const char* what) {
-  double* dot = s.dot.data();
+  double* dot = s.dot().data();
   for (std::uint32_t i = 1; i <= last; ++i) {
     const Op op = tape.op(i);
     if (op == Op::rule) {
@@ -230,7 +222,7 @@ double jvp(Tape& tape, const Var& y, std::span<const Direction> directions) {
   if (y.empty()) throw InvalidArgument("jvp: empty Var as the output");
   tape.check(y.tape(), y.generation(), y.index(), "jvp");
   const auto s = run_forward(tape, y.index(), directions, "jvp", true, true);
-  return s->dot[y.index()];
+  return s->dot()[y.index()];
 }
 
 double jvp(Tape& tape, const Var& y, std::initializer_list<Direction> directions) {
@@ -333,9 +325,9 @@ void r_sweep(const Tape& tape, TangentStore& t, const GradStore& g, GradStore& r
     const auto args = tape.args(i);
     if (args.empty()) continue;
     const double gi = g.adj[i], ri = r.adj[i];
-    const double xa = tape.scalar_value(args[0]), ta = t.dot[args[0]];
+    const double xa = tape.scalar_value(args[0]), ta = t.dot()[args[0]];
     const double xb = args.size() > 1 ? tape.scalar_value(args[1]) : 0.0;
-    const double tb = args.size() > 1 ? t.dot[args[1]] : 0.0;
+    const double tb = args.size() > 1 ? t.dot()[args[1]] : 0.0;
     for (std::size_t s = 0; s < args.size(); ++s) {
       double add = ri != 0.0 ? tape.partial(i, static_cast<int>(s)) * ri : 0.0;
       if (gi != 0.0 && (ta != 0.0 || tb != 0.0)) {

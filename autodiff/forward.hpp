@@ -33,17 +33,23 @@
 
 namespace ad {
 
-/// The storage behind a Tangents object: one tangent per entry, laid out like the adjoints.
+/// The storage behind a Tangents object.  Tangents are laid out and allocated like adjoints (a
+/// number per entry, a buffer per tensor node from an arena, null while zero), so a GradStore
+/// holds them: its scalar adjoints are the scalar tangents here, its tensor adjoints the tensors'.
 struct TangentStore {
-  const Tape* tape = nullptr;
-  std::uint32_t generation = 0;
-  std::vector<double> dot;  // one per entry: scalar tangents (and scalar-valued nodes)
-  std::vector<void*> tdot;  // one per node: tensor tangents, null while zero
-  Arena arena;
+  GradStore buffers;
+  /// One per entry: scalar tangents (and those of scalar-valued nodes).
+  std::vector<double>& dot() { return buffers.adj; }
+  const std::vector<double>& dot() const { return buffers.adj; }
+  /// One per node: tensor tangents, null while zero.
+  std::vector<void*>& tdot() { return buffers.tadj; }
+  const std::vector<void*>& tdot() const { return buffers.tadj; }
+  const Tape* tape() const { return buffers.tape; }
+  std::uint32_t generation() const { return buffers.generation; }
   /// Set when only the pass's last value is wanted: a node's tangent buffer may then be handed to
   /// its last reader (see take_arg_tangent) instead of that reader allocating one of its own.
   bool reuse = false;
-  std::vector<std::uint8_t> owned;         // per node: tdot was allocated here for this node
+  std::vector<std::uint8_t> owned;         // per node: its tangent buffer was allocated for it
   std::vector<std::uint32_t> last_reader;  // per node (with reuse): the last node that reads it
 
   void reset(const Tape& t);
@@ -165,10 +171,10 @@ class TangentReader {
   /// The tangent of tensor argument k, or null where it is zero.
   template <Element T>
   const T* arg_tangent(std::size_t k) const {
-    return static_cast<const T*>(t_.tdot[tape_.node_index(node_.args[k])]);
+    return static_cast<const T*>(t_.tdot()[tape_.node_index(node_.args[k])]);
   }
   /// The tangent of scalar argument k.
-  double arg_scalar_tangent(std::size_t k) const { return t_.dot[node_.args[k]]; }
+  double arg_scalar_tangent(std::size_t k) const { return t_.dot()[node_.args[k]]; }
 
  protected:
   const Tape& tape_;
@@ -202,7 +208,7 @@ class TangentContext : public TangentReader {
   /// Makes the output's tangent another buffer of its shape (a reshape reads its argument's).
   void alias_tangent(void* data) { t_.alias(tape_, node_, data); }
   /// The tangent of a scalar-valued node.
-  void set_scalar_tangent(double v) { t_.dot[node_.entry] = v; }
+  void set_scalar_tangent(double v) { t_.dot()[node_.entry] = v; }
 };
 
 /// A curvature rule's context: besides values and tangents, the node's adjoint (from the reverse
@@ -214,7 +220,7 @@ class CurvatureContext : public TangentReader {
   /// The output's tangent (null where zero).
   template <Element T>
   const T* tangent() const {
-    return static_cast<const T*>(t_.tdot[tape_.node_index(node_.entry)]);
+    return static_cast<const T*>(t_.tdot()[tape_.node_index(node_.entry)]);
   }
   /// The output adjoint (tensor nodes).
   template <Element T>
