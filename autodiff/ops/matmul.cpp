@@ -168,22 +168,28 @@ void linear_backward(BackwardContext& c) {
   });
 }
 
-/// Tangent of z = x·Wᵀ + b: ż = ẋ·Wᵀ + x·Ẇᵀ + ḃ (added to every row).
+/// Tangent of z = x·Wᵀ + b: ż = ẋ·Wᵀ + x·Ẇᵀ + ḃ (added to every row).  A moving bias goes into
+/// the first product the way the forward pass adds b (blas::linear_forward), so it costs no pass
+/// of its own.
 void linear_tangent(TangentContext& c) {
-  const Transposes& t = c.saved<Transposes>();
-  const Geometry g = geometry(c.arg_shape(0), c.arg_shape(1), t.a, t.b);
   dispatch(c.node().dtype, [&]<class T>() {
-    T* dz = c.fresh_tangent<T>();
-    const bool written = product_tangent(g, c, dz);
     const T* db = c.arg_tangent<T>(2);
-    const std::int64_t rows = c.node().shape[0], cols = c.node().shape[1];
-    if (written && db) {
-      for (std::int64_t r = 0; r < rows; ++r)
-        for (std::int64_t j = 0; j < cols; ++j) dz[r * cols + j] += db[j];
-    } else if (!written) {  // only the bias moves (or, for an empty product, nothing)
-      for (std::int64_t r = 0; r < rows; ++r)
-        for (std::int64_t j = 0; j < cols; ++j) dz[r * cols + j] = db ? db[j] : T(0);
+    T* dz = c.fresh_tangent<T>();
+    const std::int64_t rows = c.node().shape[0], out = c.node().shape[1], in = c.arg_shape(0)[1];
+    if (!db) {
+      const Geometry g = geometry(c.arg_shape(0), c.arg_shape(1), false, true);
+      if (!product_tangent(g, c, dz)) std::fill_n(dz, rows * out, T(0));  // (an empty product)
+      return;
     }
+    const T* dx = c.arg_tangent<T>(0);
+    const T* dw = c.arg_tangent<T>(1);
+    const T* x = c.arg_value<T>(0);
+    const T* w = c.arg_value<T>(1);
+    if (dw) blas::linear_forward<T>(rows, out, in, x, dw, db, dz);       // x·Ẇᵀ + ḃ
+    else if (dx) blas::linear_forward<T>(rows, out, in, dx, w, db, dz);  // ẋ·Wᵀ + ḃ
+    else
+      for (std::int64_t r = 0; r < rows; ++r) std::copy_n(db, out, dz + r * out);
+    if (dw && dx) blas::gemm<T>(false, true, rows, out, in, T(1), dx, in, w, in, T(1), dz, out);  // + ẋ·Wᵀ
   });
 }
 
