@@ -140,12 +140,6 @@ class Tape {
   /// Makes `name` find t too (lookups by name), without changing the name it is listed under.
   Tensor alias(Tensor t, std::string_view name);
 
-  /// Whether scalar expressions over at most two Vars are fused into one entry (the default; see
-  /// autodiff/expr.hpp).  A fused entry keeps only first derivatives: a tape that will take
-  /// Hessian-vector products (ad::hvp) records one op per entry, set_fusion(false).
-  void set_fusion(bool on) { fuse_ = on; }
-  bool fusion() const { return fuse_; }
-
   // ---- differentiation ---------------------------------------------------------------------------
   /// One reverse sweep seeded with dy/dy = 1.  The result holds the adjoint of every entry.
   Gradients gradient(Var y);
@@ -314,7 +308,6 @@ class Tape {
   std::unique_ptr<std::uint64_t[]> word_;  // op (6 bits) | b (29 bits) | a (29 bits)
   std::unique_ptr<double[]> partial_;      // two per entry
   std::uint32_t generation_ = 1;
-  bool fuse_ = true;
   std::vector<Node> nodes_;
   std::vector<std::uint32_t> leaves_;  // tensor leaf entries with a version stamp
   Arena arena_;
