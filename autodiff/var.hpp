@@ -19,9 +19,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <compare>
 #include <concepts>
 #include <cstdint>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 
 #include <fmt/format.h>
@@ -319,14 +321,25 @@ template <Operand A, Operand B>
 
 // ---- comparisons (on values; nothing is recorded) -------------------------------------------------
 
-template <Operand A, Operand B>
-bool operator==(const A& x, const B& y) { return x.value() == y.value(); }
-template <Operand A, Operand B>
-auto operator<=>(const A& x, const B& y) { return x.value() <=> y.value(); }
-template <Operand A>
-bool operator==(const A& x, double c) { return x.value() == c; }
-template <Operand A>
-auto operator<=>(const A& x, double c) { return x.value() <=> c; }
+// The constraint sits in the return type (enable_if), not in a requires-clause: some compilers
+// (clang 14) check that an operator has a class-type parameter before they check its constraints,
+// and reject `1 == 2` wherever these templates are visible.
+template <class A, class B>
+std::enable_if_t<Operand<A> && Operand<B>, bool> operator==(const A& x, const B& y) {
+  return x.value() == y.value();
+}
+template <class A, class B>
+std::enable_if_t<Operand<A> && Operand<B>, std::partial_ordering> operator<=>(const A& x, const B& y) {
+  return x.value() <=> y.value();
+}
+template <class A>
+std::enable_if_t<Operand<A>, bool> operator==(const A& x, double c) {
+  return x.value() == c;
+}
+template <class A>
+std::enable_if_t<Operand<A>, std::partial_ordering> operator<=>(const A& x, double c) {
+  return x.value() <=> c;
+}
 
 }  // namespace ad
 
