@@ -18,6 +18,10 @@
 //    that is not a plain Var (as one entry each, by the rules above), then stands for one entry
 //    over the two results.  So `s + e`, with e reading two Vars other than s, is two entries.
 //
+// Ops with an ad::UnfusedVar operand do not fuse: each is written to the tape when it is made and
+// returns an UnfusedVar (one entry per op, as Hessian-vector products need).  The choice is made by
+// the operands' types, at compile time, so the fused paths below carry no test for it.
+//
 // Zero derivatives are treated as the tape's sweep treats a zero adjoint: a local derivative that
 // is exactly 0 passes nothing on, so an infinite derivative further down a path the value does not
 // depend on (0 * sqrt(x) at x = 0) gives 0, not 0·inf = NaN.  Along every path the result is what
@@ -112,9 +116,13 @@ struct Build {
 
   /// Op `op` of one operand; f(x) returns {value, d value / dx}.
   template <class A, class F>
-  [[gnu::always_inline]] static Expr unary(const A& x, Op op, F f) {
+  [[gnu::always_inline]] static auto unary(const A& x, Op op, F f) {
     const char* what = op_name(op);
-    if constexpr (std::same_as<A, Var>) {  // an op on a Var: an elementary entry
+    if constexpr (std::same_as<A, UnfusedVar>) {  // one op per entry: recorded now
+      Tape& t = detail::tape_of(x, what);
+      const auto [y, p] = f(t.scalar_value(x.index()));
+      return UnfusedVar(Var(&t, t.push(op, y, x.index(), p, 0, 0.0), x.generation()));
+    } else if constexpr (std::same_as<A, Var>) {  // an op on a Var: an elementary entry
       Expr r = of(x, what);
       const auto [y, p] = f(r.value_);
       r.op_ = op;
@@ -122,8 +130,6 @@ struct Build {
       r.value_ = y;
       return r;
     } else {
-      if (!x.tape_->fusion()) [[unlikely]]  // one op per entry: record the operand first
-        return unary(record(of(x, what)), op, f);
       Expr r = of(x, what);
       const auto [y, p] = f(r.value_);
       merge_repeated(r);
@@ -137,9 +143,14 @@ struct Build {
 
   /// Op `op` of two operands; f(x, y) returns {value, d value / dx, d value / dy}.
   template <class A, class B, class F>
-  [[gnu::always_inline]] static Expr binary(const A& x, const B& y, Op op, F f) {
+  [[gnu::always_inline]] static auto binary(const A& x, const B& y, Op op, F f) {
     const char* what = op_name(op);
-    if constexpr (std::same_as<A, Var> && std::same_as<B, Var>) {  // an op on Vars: an elementary entry
+    if constexpr (std::same_as<A, UnfusedVar> || std::same_as<B, UnfusedVar>) {  // recorded now
+      const Var a = x, b = y;  // an Expr operand is recorded here, as one entry
+      Tape& t = detail::tape_of(a, b, what);
+      const auto [v, pa, pb] = f(t.scalar_value(a.index()), t.scalar_value(b.index()));
+      return UnfusedVar(Var(&t, t.push(op, v, a.index(), pa, b.index(), pb), a.generation()));
+    } else if constexpr (std::same_as<A, Var> && std::same_as<B, Var>) {  // an op on Vars: an elementary entry
       Tape& t = detail::tape_of(x, y, what);
       const auto [v, pa, pb] = f(t.scalar_value(x.index()), t.scalar_value(y.index()));
       return elementary(t, x.generation(), op, v, x.index(), pa, y.index(), pb);
@@ -174,10 +185,6 @@ struct Build {
   [[gnu::always_inline]] static Expr combine(const Expr& a, const Expr& b, Op op, double v, double pa, double pb) {
     if (a.op_ == Op::leaf && b.op_ == Op::leaf)
       return elementary(*a.tape_, a.gen_, op, v, a.leaf_[0], pa, b.leaf_[0], pb);
-    if (!a.tape_->fusion()) [[unlikely]] {  // one op per entry: record the operands first
-      const Var ra = record(a), rb = record(b);
-      return elementary(*a.tape_, a.gen_, op, v, ra.index(), pa, rb.index(), pb);
-    }
     Expr r = a, rb = b;
     merge_repeated(r);
     merge_repeated(rb);

@@ -292,8 +292,8 @@ double partial_tangent(const Tape& tape, std::uint32_t i, int k, double xa, doub
     case Op::square: return 2.0 * ta;
     case Op::expr:
       throw_scalar_missing(tape, i,
-                           "a fused expression keeps only its first derivatives; record the computation on a tape "
-                           "with set_fusion(false) to take Hessian-vector products");
+                           "a fused expression keeps only its first derivatives; record the computation with "
+                           "ad::UnfusedVar operands (one op per entry) to take Hessian-vector products");
     case Op::sink: case Op::leaf: case Op::rule: case Op::count_: break;
   }
   return 0.0;

@@ -16,8 +16,8 @@
 //
 // Scalar entries need the tangent of their local partials: for an elementary op code it follows
 // from the op's second derivative and the recorded values; a fused `expr` entry keeps only its
-// first derivatives, so a tape that will take Hessian-vector products records scalar expressions
-// one op per entry (Tape::set_fusion(false)); hvp over a fused entry throws MissingRuleError.
+// first derivatives, so scalar code that will take Hessian-vector products is recorded one op per
+// entry, on ad::UnfusedVar operands; hvp over a fused entry throws MissingRuleError.
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,5 @@
-// The handles of recorded values: ad::Var (a scalar) and ad::Tensor.
+// The handles of recorded values: ad::Var (a scalar), ad::UnfusedVar (a scalar whose ops are
+// recorded one per entry) and ad::Tensor.
 //
 // A handle is small (tape, entry, generation) and names one entry of a tape; the values live on the
 // tape.  This header only defines the two classes, so that the tape (autodiff/tape.hpp) can build
@@ -46,6 +47,33 @@ class Var {
   Tape* tape_ = nullptr;
   std::uint32_t index_ = 0;
   std::uint32_t gen_ = 0;
+};
+
+/// A scalar whose ops are recorded one op per entry, for second-order passes (ad::hvp, ad::hessian).
+///
+/// Ops on Vars fuse a whole expression into one entry that keeps only first derivatives
+/// (autodiff/expr.hpp).  An op with an UnfusedVar operand is written to the tape at once, as the
+/// elementary op it is (op code and local partials), and returns an UnfusedVar; so an expression
+/// over UnfusedVars leaves one entry per op, which is what Hessian-vector products need.  It is the
+/// same handle as a Var (it converts both ways); only the ops it enters differ, and the choice is
+/// made by type, so the fused ops on Var pay nothing for it.  A Var operand of such an op is read as
+/// it is; an unrecorded Expr operand is recorded first, as one fused entry.
+class UnfusedVar : public Var {
+ public:
+  UnfusedVar() = default;
+  /// The same recorded value; the ops it enters from now on are recorded one per entry.
+  UnfusedVar(const Var& v) : Var(v) {}  // NOLINT(google-explicit-constructor)
+  /// Records an expression over Vars (one fused entry), as Var(e) does.
+  UnfusedVar(const Expr& e) : Var(e) {}  // NOLINT(google-explicit-constructor)
+
+  template <class E>
+  UnfusedVar& operator+=(const E& y);
+  template <class E>
+  UnfusedVar& operator-=(const E& y);
+  template <class E>
+  UnfusedVar& operator*=(const E& y);
+  template <class E>
+  UnfusedVar& operator/=(const E& y);
 };
 
 /// A tensor value recorded on a tape (see autodiff/tensor.hpp and autodiff/ops/ops.hpp).

@@ -24,7 +24,7 @@ Array<double> jacobian(Tape& tape, std::span<const Var> ys, std::span<const Var>
 
 /// The Hessian of a one-element loss with respect to the tensor leaves `inputs`, [n, n].
 Array<double> hessian(Tape& tape, const Tensor& loss, std::span<const Tensor> inputs);
-/// The Hessian of a scalar loss with respect to scalar variables (record it with set_fusion(false)).
+/// The Hessian of a scalar loss with respect to scalar variables (record it on ad::UnfusedVar).
 Array<double> hessian(Tape& tape, const Var& loss, std::span<const Var> xs);
 
 }  // namespace ad

@@ -147,7 +147,6 @@ inline void check_tangent(const Build& build, const Inputs& x, unsigned seed = 1
 inline void check_hvp(const Build& build, const Inputs& x, unsigned seed = 3) {
   const Inputs v = directions_like(x, seed);
   ad::Tape tape;
-  tape.set_fusion(false);
   const auto l = leaves(tape, x);
   const ad::Tensor loss = build(tape, l);
   const auto dirs = pairs(l, v);

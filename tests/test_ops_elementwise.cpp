@@ -73,7 +73,9 @@ TEST_CASE("ops: sum_to_operand sums a broadcast gradient back to each operand's 
 
 TEST_CASE("ops: + - * / between tensors, Jacobians with broadcasting and size-1 dimensions") {
   unsigned seed = 1;
-  for (const auto& [sa, sb] : broadcast_cases) {
+  for (const auto& shapes : broadcast_cases) {
+    const auto& sa = shapes.a;
+    const auto& sb = shapes.b;
     CAPTURE(ad::to_string(ad::make_shape(sa)));
     CAPTURE(ad::to_string(ad::make_shape(sb)));
     const auto a = away_from_zero(sa, seed++), b = away_from_zero(sb, seed++);

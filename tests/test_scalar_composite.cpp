@@ -114,7 +114,8 @@ void check_against_forward_mode(const char* name, F f, Point p) {
   Var r = f(x, y, z);
   auto g = tape.gradient(r);
 
-  const auto [value, dx, dy, dz] = forward_mode(f, p);
+  const auto fm = forward_mode(f, p);
+  const double value = std::get<0>(fm), dx = std::get<1>(fm), dy = std::get<2>(fm), dz = std::get<3>(fm);
   REQUIRE(std::isfinite(value));
   CAPTURE(dx);
   CAPTURE(dy);

@@ -3,6 +3,7 @@
 // Boost.Math's forward mode, by entry counts and op codes, and at the edges of the op domains.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <limits>
@@ -63,6 +64,19 @@ void check_fused(const char* name, F f, double a, double b) {
   CHECK(rel_diff(r.value(), value) <= engine_tol);
   CHECK(rel_diff(g[x], dx) <= engine_tol);
   CHECK(rel_diff(g[y], dy) <= engine_tol);
+}
+
+/// Value and gradient of f recorded on Vars (fused) or on UnfusedVars (one entry per op); the
+/// unfused recording has no `expr` entry.
+template <class F>
+std::array<double, 3> record_both(F f, bool unfused, double a, double b) {
+  ad::Tape tape;
+  const Var x = tape.variable(a), y = tape.variable(b);
+  const Var r = unfused ? Var(f(ad::UnfusedVar(x), ad::UnfusedVar(y))) : Var(f(x, y));
+  if (unfused)
+    for (std::uint32_t e = 1; e < tape.size(); ++e) CHECK(tape.op(e) != Op::expr);
+  const ad::Gradients g = tape.gradient(r);
+  return {r.value(), g[x], g[y]};
 }
 
 }  // namespace
@@ -255,6 +269,77 @@ TEST_CASE("scalar: an auto expression is recorded each time it becomes a Var") {
   Var q = e * e + e;
   CHECK(tape.op(q.index()) == Op::expr);
   CHECK(rel_diff(tape.gradient(q)[y], (2.0 * 0.25 + 1.0) * 1.5) <= 1e-15);
+}
+
+TEST_CASE("core: ops on UnfusedVar are recorded one per entry, with their own op codes") {
+  // The bench term tanh(x y) + exp(-(x x)) sin(x): mul, tanh, mul, neg, exp, sin, mul and add last
+  // (the operands of + and * are evaluated in an order C++ leaves open).
+  std::vector<Op> ops = {Op::mul, Op::tanh, Op::mul, Op::neg, Op::exp, Op::sin, Op::mul, Op::add};
+  ad::Tape tape;
+  const ad::UnfusedVar x = tape.variable(0.8), y = tape.variable(1.3);
+  const auto r = f_bench(x, y);
+  static_assert(std::is_same_v<std::remove_const_t<decltype(r)>, ad::UnfusedVar>);
+  REQUIRE(tape.entries() == 2 + ops.size());
+  CHECK(tape.op(r.index()) == Op::add);
+  std::vector<Op> recorded;
+  for (std::uint32_t e = 3; e < tape.size(); ++e) recorded.push_back(tape.op(e));
+  std::sort(ops.begin(), ops.end());
+  std::sort(recorded.begin(), recorded.end());
+  CHECK(recorded == ops);
+  // The same values and gradient as the fused expression, which forward mode checks above.
+  const auto [value, dx, dy] = forward_mode(f_bench, 0.8, 1.3);
+  const ad::Gradients g = tape.gradient(r);
+  CHECK(rel_diff(r.value(), value) <= engine_tol);
+  CHECK(rel_diff(g[x], dx) <= engine_tol);
+  CHECK(rel_diff(g[y], dy) <= engine_tol);
+  // Every expression of the fused tests, in both modes: no `expr` entry, same value and gradient.
+  for (auto [a, b] : {std::pair{0.8, 1.3}, std::pair{1.7, 0.45}}) {
+    for (const auto& c : std::vector<std::pair<const char*, std::array<double, 3> (*)(bool, double, double)>>{
+             {"quotient", [](bool u, double a, double b) { return record_both(f_quotient, u, a, b); }},
+             {"powers", [](bool u, double a, double b) { return record_both(f_powers, u, a, b); }},
+             {"repeated Vars", [](bool u, double a, double b) { return record_both(f_repeat, u, a, b); }}}) {
+      CAPTURE(std::string(c.first));
+      const auto fused = c.second(false, a, b), unfused = c.second(true, a, b);
+      for (int k = 0; k < 3; ++k) CHECK(rel_diff(fused[k], unfused[k]) <= engine_tol);
+    }
+  }
+}
+
+TEST_CASE("core: UnfusedVar mixed with Var and expressions, compound assignment and bad handles") {
+  ad::Tape tape;
+  const Var x = tape.variable(2.0), y = tape.variable(3.0);
+  ad::UnfusedVar u = x;  // the same entry, read op by op from now on
+  CHECK(u.index() == x.index());
+  const auto before = tape.entries();
+  const auto m = u * y;  // an UnfusedVar operand: recorded at once
+  static_assert(std::is_same_v<std::remove_const_t<decltype(m)>, ad::UnfusedVar>);
+  CHECK(tape.entries() == before + 1);
+  CHECK(tape.op(m.index()) == Op::mul);
+  // An Expr operand is recorded first, as one fused entry, then the op over it.
+  const auto s = u + tanh(x * y);
+  CHECK(tape.entries() == before + 3);
+  CHECK(tape.op(s.index()) == Op::add);
+  CHECK(tape.op(s.index() - 1) == Op::expr);
+  // Compound assignment keeps the type and records one entry.
+  u += y;
+  u *= 2.0;
+  CHECK(tape.entries() == before + 5);
+  CHECK(tape.op(u.index()) == Op::mul_c);
+  CHECK(u.value() == 10.0);
+  const ad::Gradients g = tape.gradient(u);
+  CHECK(g[x] == 2.0);
+  CHECK(g[y] == 2.0);
+  CHECK(fmt::format("{}", u) == "10");
+  // Bad handles throw the same typed errors as the fused ops, before anything is recorded.
+  ad::Tape other;
+  const ad::UnfusedVar f = other.variable(1.0);
+  const auto entries = tape.entries();
+  CHECK_THROWS_AS((void)(u * f), ad::ForeignHandleError);
+  CHECK_THROWS_WITH_AS((void)(ad::UnfusedVar() + 1.0), doctest::Contains("empty Var"), ad::InvalidArgument);
+  CHECK(tape.entries() == entries);
+  tape.clear();
+  CHECK_THROWS_AS((void)exp(u), ad::StaleHandleError);
+  CHECK(tape.entries() == 0);
 }
 
 TEST_CASE("scalar: bad handles in expressions throw before anything is recorded") {

@@ -78,7 +78,8 @@ void check_unary(std::string name, Op code, const VarFn1& op, const Fn1& f, std:
 /// Two-argument op: one entry with op code `code`; value and both partials match f.
 void check_binary(std::string name, Op code, const VarFn2& op, const Fn2& f,
                   std::initializer_list<std::pair<double, double>> points) {
-  for (auto [a, b] : points) {
+  for (const auto& point : points) {
+    const double a = point.first, b = point.second;
     CAPTURE(name);
     CAPTURE(a);
     CAPTURE(b);

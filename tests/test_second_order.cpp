@@ -156,46 +156,55 @@ namespace {
 
 using ScalarBuild = std::function<Var(std::span<const Var>)>;
 
+/// The same computation on ad::UnfusedVar operands: one entry per op, for Hessian-vector products.
+using UnfusedBuild = std::function<UnfusedVar(std::span<const UnfusedVar>)>;
 struct ScalarCase {
-  Op op;  ///< the op code the case records last
+  Op op;  ///< the op code the case records last (on Vars)
   ScalarBuild build;
+  UnfusedBuild unfused;
   std::vector<double> x;
 };
 
+/// A case from one generic computation, recorded on Vars and on UnfusedVars.
+template <class F>
+ScalarCase scalar_case(Op op, F f, std::vector<double> x) {
+  return {op, [f](std::span<const Var> v) { return Var(f(v)); },
+          [f](std::span<const UnfusedVar> v) { return UnfusedVar(f(v)); }, std::move(x)};
+}
+
 std::vector<ScalarCase> scalar_cases() {
-  using S = std::span<const Var>;
   return {
-      {Op::add, [](S x) { return Var(x[0] + x[1]); }, {0.3, -0.7}},
-      {Op::sub, [](S x) { return Var(x[0] - x[1]); }, {0.3, -0.7}},
-      {Op::mul, [](S x) { return Var(x[0] * x[1]); }, {0.3, -0.7}},
-      {Op::div, [](S x) { return Var(x[0] / x[1]); }, {0.3, -0.7}},
-      {Op::neg, [](S x) { return Var(-x[0]); }, {0.3}},
-      {Op::add_c, [](S x) { return Var(x[0] + 2.0); }, {0.3}},
-      {Op::sub_c, [](S x) { return Var(x[0] - 2.0); }, {0.3}},
-      {Op::rsub_c, [](S x) { return Var(2.0 - x[0]); }, {0.3}},
-      {Op::mul_c, [](S x) { return Var(x[0] * 3.0); }, {0.3}},
-      {Op::div_c, [](S x) { return Var(x[0] / 3.0); }, {0.3}},
-      {Op::rdiv_c, [](S x) { return Var(3.0 / x[0]); }, {0.6}},
-      {Op::pow, [](S x) { return Var(pow(x[0], x[1])); }, {1.3, 1.7}},
-      {Op::pow_c, [](S x) { return Var(pow(x[0], 2.5)); }, {1.3}},
-      {Op::rpow_c, [](S x) { return Var(pow(2.5, x[0])); }, {0.4}},
-      {Op::exp, [](S x) { return Var(exp(x[0])); }, {0.4}},
-      {Op::log, [](S x) { return Var(log(x[0])); }, {0.4}},
-      {Op::log1p, [](S x) { return Var(log1p(x[0])); }, {0.4}},
-      {Op::sqrt, [](S x) { return Var(sqrt(x[0])); }, {0.4}},
-      {Op::sin, [](S x) { return Var(sin(x[0])); }, {0.4}},
-      {Op::cos, [](S x) { return Var(cos(x[0])); }, {0.4}},
-      {Op::tan, [](S x) { return Var(tan(x[0])); }, {0.4}},
-      {Op::tanh, [](S x) { return Var(tanh(x[0])); }, {0.4}},
-      {Op::sigmoid, [](S x) { return Var(sigmoid(x[0])); }, {0.4}},
-      {Op::relu, [](S x) { return Var(relu(x[0])); }, {0.4}},
-      {Op::abs, [](S x) { return Var(abs(x[0])); }, {-0.4}},
-      {Op::softplus, [](S x) { return Var(softplus(x[0])); }, {-0.4}},
-      {Op::square, [](S x) { return Var(square(x[0])); }, {-0.4}},
-      {Op::min, [](S x) { return Var(min(x[0], x[1])); }, {0.3, -0.7}},
-      {Op::max, [](S x) { return Var(max(x[0], x[1])); }, {0.3, -0.7}},
-      // Fused: one `expr` entry over two Vars (with fusion on).
-      {Op::expr, [](S x) { return Var(tanh(x[0] * x[1]) + exp(x[0]) / x[1]); }, {0.3, -0.7}},
+      scalar_case(Op::add, [](auto x) { return x[0] + x[1]; }, {0.3, -0.7}),
+      scalar_case(Op::sub, [](auto x) { return x[0] - x[1]; }, {0.3, -0.7}),
+      scalar_case(Op::mul, [](auto x) { return x[0] * x[1]; }, {0.3, -0.7}),
+      scalar_case(Op::div, [](auto x) { return x[0] / x[1]; }, {0.3, -0.7}),
+      scalar_case(Op::neg, [](auto x) { return -x[0]; }, {0.3}),
+      scalar_case(Op::add_c, [](auto x) { return x[0] + 2.0; }, {0.3}),
+      scalar_case(Op::sub_c, [](auto x) { return x[0] - 2.0; }, {0.3}),
+      scalar_case(Op::rsub_c, [](auto x) { return 2.0 - x[0]; }, {0.3}),
+      scalar_case(Op::mul_c, [](auto x) { return x[0] * 3.0; }, {0.3}),
+      scalar_case(Op::div_c, [](auto x) { return x[0] / 3.0; }, {0.3}),
+      scalar_case(Op::rdiv_c, [](auto x) { return 3.0 / x[0]; }, {0.6}),
+      scalar_case(Op::pow, [](auto x) { return pow(x[0], x[1]); }, {1.3, 1.7}),
+      scalar_case(Op::pow_c, [](auto x) { return pow(x[0], 2.5); }, {1.3}),
+      scalar_case(Op::rpow_c, [](auto x) { return pow(2.5, x[0]); }, {0.4}),
+      scalar_case(Op::exp, [](auto x) { return exp(x[0]); }, {0.4}),
+      scalar_case(Op::log, [](auto x) { return log(x[0]); }, {0.4}),
+      scalar_case(Op::log1p, [](auto x) { return log1p(x[0]); }, {0.4}),
+      scalar_case(Op::sqrt, [](auto x) { return sqrt(x[0]); }, {0.4}),
+      scalar_case(Op::sin, [](auto x) { return sin(x[0]); }, {0.4}),
+      scalar_case(Op::cos, [](auto x) { return cos(x[0]); }, {0.4}),
+      scalar_case(Op::tan, [](auto x) { return tan(x[0]); }, {0.4}),
+      scalar_case(Op::tanh, [](auto x) { return tanh(x[0]); }, {0.4}),
+      scalar_case(Op::sigmoid, [](auto x) { return sigmoid(x[0]); }, {0.4}),
+      scalar_case(Op::relu, [](auto x) { return relu(x[0]); }, {0.4}),
+      scalar_case(Op::abs, [](auto x) { return abs(x[0]); }, {-0.4}),
+      scalar_case(Op::softplus, [](auto x) { return softplus(x[0]); }, {-0.4}),
+      scalar_case(Op::square, [](auto x) { return square(x[0]); }, {-0.4}),
+      scalar_case(Op::min, [](auto x) { return min(x[0], x[1]); }, {0.3, -0.7}),
+      scalar_case(Op::max, [](auto x) { return max(x[0], x[1]); }, {0.3, -0.7}),
+      // Fused on Vars: one `expr` entry over two Vars.
+      scalar_case(Op::expr, [](auto x) { return tanh(x[0] * x[1]) + exp(x[0]) / x[1]; }, {0.3, -0.7}),
   };
 }
 
@@ -245,24 +254,24 @@ TEST_CASE("second-order: scalar op codes, Hessian-vector products against differ
     INFO(op_name(c.op));
     const std::vector<double> v = {0.6, -1.1};
     // loss = y² + y·x0: the second derivative of the op enters through 2 y y''.
-    const auto loss = [&](Tape&, const std::vector<Var>& x) {
-      const Var y = c.build(x);
+    // Recorded one op per entry (UnfusedVar), so that every entry has its second derivatives.
+    const auto loss = [&](const std::vector<UnfusedVar>& x) {
+      const UnfusedVar y = c.unfused(x);
       return Var(y * y + y * x[0]);
     };
     Tape tape;
-    tape.set_fusion(false);
-    std::vector<Var> x;
+    std::vector<UnfusedVar> x;
     for (double val : c.x) x.push_back(tape.variable(val));
-    const Var l = loss(tape, x);
+    const Var l = loss(x);
     std::vector<Direction> d;
     for (std::size_t k = 0; k < x.size(); ++k) d.emplace_back(x[k], v[k]);
     const Gradients hv = hvp(tape, l, d);
     for (std::size_t k = 0; k < x.size(); ++k) {
       const auto grad_k = [&](double eps) {
         Tape t;
-        std::vector<Var> xs;
+        std::vector<UnfusedVar> xs;
         for (std::size_t j = 0; j < c.x.size(); ++j) xs.push_back(t.variable(c.x[j] + eps * v[j]));
-        return t.gradient(loss(t, xs))[xs[k]];
+        return t.gradient(loss(xs))[xs[k]];
       };
       const Difference fd = central_difference(grad_k, 0.0, 10.0);
       const JacobianElement e = compare(hv[x[k]], fd, DType::f64);
@@ -277,7 +286,7 @@ TEST_CASE("second-order: a fused scalar expression has no second derivatives: hv
   const Var f = tanh(x * y) + exp(x) / y;
   REQUIRE(tape.op(f.index()) == Op::expr);
   CHECK_THROWS_WITH_AS(hvp(tape, f, {{x, 1.0}}), doctest::Contains("expr"), MissingRuleError);
-  CHECK_THROWS_WITH_AS(hvp(tape, f, {{x, 1.0}}), doctest::Contains("set_fusion(false)"), MissingRuleError);
+  CHECK_THROWS_WITH_AS(hvp(tape, f, {{x, 1.0}}), doctest::Contains("ad::UnfusedVar"), MissingRuleError);
   // Forward mode needs only the total partials: fine.
   CHECK(jvp(tape, f, {{x, 1.0}}) == doctest::Approx(tape.gradient(f)[x]).epsilon(1e-15));
 }
@@ -340,8 +349,7 @@ TEST_CASE("second-order: the Rosenbrock function's Hessian in closed form") {
   //   f_xx = 2 - 400 (y - x²) + 800 x²,  f_xy = -400 x,  f_yy = 200.
   for (const auto [x0, y0] : {std::pair{-1.2, 1.0}, std::pair{1.0, 1.0}, std::pair{0.3, -0.4}}) {
     Tape tape;
-    tape.set_fusion(false);
-    const Var x = tape.variable(x0), y = tape.variable(y0);
+    const UnfusedVar x = tape.variable(x0), y = tape.variable(y0);
     const Var f = square(1.0 - x) + 100.0 * square(y - square(x));
     const Var xs[] = {x, y};
     const Array<double> H = hessian(tape, f, xs);
@@ -490,8 +498,8 @@ TEST_CASE("second-order: float32 tangents and Hessian-vector products agree with
 
 TEST_CASE("second-order: the README snippet") {
   ad::Tape tape;
-  tape.set_fusion(false);  // one scalar op per entry: a fused expression keeps no second derivatives
-  ad::Var x = tape.variable(-1.2), y = tape.variable(1.0);
+  // UnfusedVar: one entry per scalar op, since a fused expression keeps no second derivatives
+  ad::UnfusedVar x = tape.variable(-1.2), y = tape.variable(1.0);
   ad::Var f = square(1.0 - x) + 100.0 * square(y - square(x));  // Rosenbrock
 
   double df = ad::jvp(tape, f, {{x, 1.0}, {y, 0.5}});        // ∂f/∂x + ½ ∂f/∂y = -259.6, one forward pass
