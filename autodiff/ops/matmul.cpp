@@ -130,8 +130,8 @@ void matmul_tangent(TangentContext& c) {
   const Geometry g = geometry(c.arg_shape(0), c.arg_shape(1), t.a, t.b);
   dispatch(c.node().dtype, [&]<class T>() {
     T* dc = c.fresh_tangent<T>();
-    // The pass calls a rule only when some argument's tangent is non-zero, so one product runs
-    // and writes every element of C.  (C is empty when the batch is: nothing to write.)
+    // The pass calls a rule only when an argument's tangent is non-zero, so a product runs and
+    // writes every element of C; were neither to move, Ċ would be zero.
     if (!product_tangent(g, c, dc)) std::fill_n(dc, numel(c.node().shape), T(0));
   });
 }
@@ -178,7 +178,7 @@ void linear_tangent(TangentContext& c) {
     const std::int64_t rows = c.node().shape[0], out = c.node().shape[1], in = c.arg_shape(0)[1];
     if (!db) {
       const Geometry g = geometry(c.arg_shape(0), c.arg_shape(1), false, true);
-      if (!product_tangent(g, c, dz)) std::fill_n(dz, rows * out, T(0));  // (an empty product)
+      if (!product_tangent(g, c, dz)) std::fill_n(dz, rows * out, T(0));  // (as in matmul_tangent)
       return;
     }
     const T* dx = c.arg_tangent<T>(0);
