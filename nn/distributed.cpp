@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <algorithm>
+#include <array>
+#include <cstring>
 #include <exception>
 #include <limits>
 #include <sstream>
@@ -43,6 +45,25 @@ void* parameter_data(Parameter& p) {
   return ad::dispatch(p.dtype(), [&]<class T>() -> void* { return p.array<T>().data(); });
 }
 
+std::size_t bytes_of(const Parameter& p) { return static_cast<std::size_t>(p.size()) * ad::size_of(p.dtype()); }
+
+/// out[i] = ((parts[0][i] + parts[1][i]) + parts[2][i]) + ...: the same sum, in the same order, on
+/// every rank, so every rank gets the same bits.  `out` is none of the parts.
+template <class T>
+void sum_in_order(std::span<T> out, std::span<const T* const> parts) {
+  T* __restrict o = out.data();
+  const std::size_t n = out.size();
+  {
+    const T* __restrict a = parts[0];
+    const T* __restrict b = parts[1];
+    for (std::size_t i = 0; i < n; ++i) o[i] = a[i] + b[i];
+  }
+  for (std::size_t r = 2; r < parts.size(); ++r) {
+    const T* __restrict c = parts[r];
+    for (std::size_t i = 0; i < n; ++i) o[i] += c[i];
+  }
+}
+
 using Clock = std::chrono::steady_clock;
 
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
@@ -51,8 +72,32 @@ double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 
 struct DistributedContext::Impl {
   MPI_Comm comm = MPI_COMM_NULL;
-  std::vector<MPI_Request> requests;  // one per parameter in a step
-  std::vector<char> plan;             // one per parameter: non-blocking (1) or not (0); empty: to make
+  MPI_Comm node = MPI_COMM_NULL;  // the ranks that share this rank's memory (MPI_COMM_TYPE_SHARED)
+  bool one_node = false;          // every rank shares this rank's memory
+
+  // How the steps reduce the gradients of the parameters last broadcast(), decided by rank 0 at
+  // the first step after it and kept.
+  bool planned = false;
+  bool shared = false;      // through the shared window (else with MPI allreduces)
+  std::vector<char> early;  // per parameter: started during the sweep (1) or after it (0)
+  std::vector<MPI_Request> requests;  // per parameter, in a step with MPI allreduces
+
+  // The shared window: in each rank's segment two sets of every parameter's gradient, each
+  // parameter at offset[k] of a set; consecutive steps alternate between the sets.
+  MPI_Win window = MPI_WIN_NULL;
+  std::size_t set_bytes = 0;
+  std::vector<std::byte*> segments;  // per rank: its segment, as mapped in this process
+  std::vector<std::size_t> bytes;    // per parameter: its gradient's bytes
+  std::vector<std::size_t> offset;   // per parameter, and the end of the last
+  int parity = 0;                    // the set of the last step
+
+  void free_window() {
+    if (window == MPI_WIN_NULL) return;
+    MPI_Win_unlock_all(window);
+    MPI_Win_free(&window);
+    segments.clear();
+    set_bytes = 0;
+  }
 };
 
 DistributedContext::DistributedContext(DistributedOptions opt) : options(opt), impl_(std::make_unique<Impl>()) {
@@ -72,10 +117,20 @@ DistributedContext::DistributedContext(DistributedOptions opt) : options(opt), i
   MPI_Comm_set_errhandler(impl_->comm, MPI_ERRORS_RETURN);
   MPI_Comm_rank(impl_->comm, &rank_);
   MPI_Comm_size(impl_->comm, &size_);
+  // The ranks that can map each other's memory: when that is all of them, the steps can sum the
+  // gradients through a shared window instead of sending them.
+  if (MPI_Comm_split_type(impl_->comm, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &impl_->node) == MPI_SUCCESS) {
+    MPI_Comm_set_errhandler(impl_->node, MPI_ERRORS_RETURN);
+    int node_size = 0;
+    MPI_Comm_size(impl_->node, &node_size);
+    impl_->one_node = node_size == size_;
+  }
   ++live_contexts;
 }
 
 DistributedContext::~DistributedContext() {
+  impl_->free_window();
+  if (impl_->node != MPI_COMM_NULL) MPI_Comm_free(&impl_->node);
   MPI_Comm_free(&impl_->comm);
   if (--live_contexts == 0 && mpi_initialised_here) {
     MPI_Finalize();
@@ -96,7 +151,7 @@ void DistributedContext::check_same(std::span<const std::int64_t> values, const 
 }
 
 void DistributedContext::broadcast(const ParameterList& params) {
-  impl_->plan.clear();  // the next step plans again (for these parameters, with rank 0's options)
+  impl_->planned = false;  // the next step plans again (for these parameters, with rank 0's options)
   const std::int64_t count = static_cast<std::int64_t>(params.size());
   check_same(std::span(&count, 1), "broadcast: the number of parameters");
   std::vector<std::int64_t> shapes;
@@ -169,55 +224,55 @@ void DistributedContext::step(Optimizer& opt, ad::Tape& tape, const ad::Tensor* 
     only[k] = readers.size() == 1 ? readers.front() : 0;
   }
 
-  // How each parameter is reduced, decided by rank 0 and sent to all (MPI matches collective calls
-  // by order and kind, so every rank must make the same calls): plan[k] = 1 for a non-blocking
-  // allreduce started in the sweep, as soon as the gradient is final, when some backward work is
-  // left below its first reader to overlap with; 0 for a blocking allreduce after the sweep (Open
-  // MPI's blocking allreduce is the faster of the two when there is nothing left to overlap).  The
-  // plan is made at the first step after broadcast() (fit calls it when it starts) and kept, so
-  // that steps do not wait for rank 0 an extra time.
-  std::vector<char>& plan = impl_->plan;
-  if (plan.size() != params.size()) {
-    plan.assign(params.size(), 0);
-    if (root() && options.overlap) {
-      std::uint32_t lowest_work = J.index();  // the first entry with a backward step
-      for (std::uint32_t e = 1; e < J.index(); ++e)
-        if (!tape.args(e).empty()) {
-          lowest_work = e;
-          break;
-        }
-      for (std::size_t k = 0; k < params.size(); ++k) plan[k] = lowest_work < first[k] ? 1 : 0;
-    }
-    check(MPI_Bcast(plan.data(), static_cast<int>(plan.size()), MPI_CHAR, 0, impl_->comm), "MPI_Bcast");
-  }
+  // How the gradients are reduced, decided by rank 0 and sent to all (MPI matches collective calls
+  // by order and kind, so every rank must make the same calls), at the first step after
+  // broadcast() (fit calls it when it starts) and kept, so that steps do not wait for rank 0 an
+  // extra time.
+  Impl& m = *impl_;
+  if (!m.planned || m.bytes.size() != params.size() ||
+      !std::equal(params.begin(), params.end(), m.bytes.begin(),
+                  [](const auto& p, std::size_t bytes) { return bytes_of(*p) == bytes; }))
+    plan(params, tape, J.index(), first);
 
-  // One allreduce per parameter, started in the same order on every rank: last parameter first
-  // (the order in which an MLP's gradients become final).
-  std::vector<MPI_Request>& requests = impl_->requests;
-  requests.assign(params.size(), MPI_REQUEST_NULL);
+  std::vector<MPI_Request>& requests = m.requests;
+  std::byte* mine = nullptr;  // with the shared window: this step's set in this rank's segment
+  if (m.shared) {
+    m.parity ^= 1;
+    mine = m.segments[static_cast<std::size_t>(rank_)] + static_cast<std::size_t>(m.parity) * m.set_bytes;
+  } else {
+    requests.assign(params.size(), MPI_REQUEST_NULL);
+  }
+  // The parameters are started last one first (the order in which an MLP's gradients become
+  // final), in the same order on every rank.  With the shared window, starting is copying the
+  // gradient into this rank's set; otherwise an allreduce (non-blocking for a parameter planned
+  // early).
   std::size_t next = params.size();  // parameters [next, end) have been started
   double seconds = 0;
   auto start = [&](void* gradient) {
     --next;
     const Parameter& p = *params[next];
-    const int n = mpi_count(p.size(), "step");
-    if (plan[next])
-      check(MPI_Iallreduce(MPI_IN_PLACE, gradient, n, mpi_type(p.dtype()), MPI_SUM, impl_->comm, &requests[next]),
-            "MPI_Iallreduce");
-    else
-      check(MPI_Allreduce(MPI_IN_PLACE, gradient, n, mpi_type(p.dtype()), MPI_SUM, impl_->comm), "MPI_Allreduce");
-    stats_.bytes += p.size() * static_cast<std::int64_t>(ad::size_of(p.dtype()));
+    if (m.shared) {
+      std::memcpy(mine + m.offset[next], gradient, bytes_of(p));
+    } else {
+      const int n = mpi_count(p.size(), "step");
+      if (m.early[next])
+        check(MPI_Iallreduce(MPI_IN_PLACE, gradient, n, mpi_type(p.dtype()), MPI_SUM, m.comm, &requests[next]),
+              "MPI_Iallreduce");
+      else
+        check(MPI_Allreduce(MPI_IN_PLACE, gradient, n, mpi_type(p.dtype()), MPI_SUM, m.comm), "MPI_Allreduce");
+    }
+    stats_.bytes += static_cast<std::int64_t>(bytes_of(p));
   };
   // During the sweep: the parameters read by one leaf, on that leaf's adjoint (which collect() then
-  // uses as it is).  A parameter read by several leaves or planned blocking, and those before it,
-  // wait for collect().
+  // uses as it is).  A parameter read by several leaves or planned late, and those before it, wait
+  // for collect().
   auto start_final = [&](ad::Gradients& g, std::uint32_t swept) {  // every entry >= swept has been swept
     const auto t0 = Clock::now();
-    while (next > 0 && plan[next - 1] && only[next - 1] != 0 && first[next - 1] + 1 >= swept) {
+    while (next > 0 && m.early[next - 1] && only[next - 1] != 0 && first[next - 1] + 1 >= swept) {
       const std::uint32_t e = only[next - 1];
       start(g.store().tensor_adjoint(tape.node_index(e), *tape.node(e)));
     }
-    if (next < params.size()) {  // lets MPI move the started messages along
+    if (!m.shared && next < params.size()) {  // lets MPI move the started messages along
       int done = 0;
       check(MPI_Testall(static_cast<int>(params.size() - next), requests.data() + next, &done, MPI_STATUSES_IGNORE),
             "MPI_Testall");
@@ -225,7 +280,7 @@ void DistributedContext::step(Optimizer& opt, ad::Tape& tape, const ad::Tensor* 
     seconds += since(t0);
   };
   ad::SweepHooks hooks;
-  if (std::find(plan.begin(), plan.end(), 1) != plan.end())
+  if (std::find(m.early.begin(), m.early.end(), 1) != m.early.end())
     hooks.after = [&](const ad::SweepStep& s) { start_final(s.gradients, s.entry); };
   const ad::Gradients g = tape.gradient(J, hooks);
   opt.collect(g);
@@ -234,12 +289,109 @@ void DistributedContext::step(Optimizer& opt, ad::Tape& tape, const ad::Tensor* 
     const Parameter& p = *params[next - 1];
     ad::dispatch(p.dtype(), [&]<class T>() { start(opt.gradient<T>(next - 1).data()); });
   }
-  check(MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
+  if (m.shared) {
+    // Every rank's set is complete once all have reached the barrier; each rank then sums all the
+    // sets, in rank order, into its collected gradients.  The next step writes the other set, so no
+    // rank overwrites a set another may still be reading: that one has passed this barrier only
+    // after its reads of the step before.
+    check(MPI_Win_sync(m.window), "MPI_Win_sync");
+    check(MPI_Barrier(m.node), "MPI_Barrier");
+    check(MPI_Win_sync(m.window), "MPI_Win_sync");
+    const std::size_t set = static_cast<std::size_t>(m.parity) * m.set_bytes;
+    for (std::size_t k = 0; k < params.size(); ++k) {
+      const Parameter& p = *params[k];
+      ad::dispatch(p.dtype(), [&]<class T>() {
+        std::array<const T*, shared_ranks_max> parts;
+        for (std::size_t r = 0; r < m.segments.size(); ++r)
+          parts[r] = reinterpret_cast<const T*>(m.segments[r] + set + m.offset[k]);
+        sum_in_order<T>(opt.gradient<T>(k), std::span<const T* const>(parts.data(), m.segments.size()));
+      });
+    }
+  } else {
+    check(MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
+  }
   seconds += since(t0);
   stats_.seconds += seconds;
   ++stats_.steps;
   opt.apply();
 }
+
+void DistributedContext::plan(const ParameterList& params, const ad::Tape& tape, std::uint32_t loss,
+                              std::span<const std::uint32_t> first) {
+  Impl& m = *impl_;
+  m.planned = false;
+  // Rank 0's choice: [shared window, then per parameter whether it starts during the sweep].
+  std::vector<char> choice(params.size() + 1, 0);
+  if (root()) {
+    choice[0] = options.shared_memory && m.one_node && size_ > 1 && size_ <= shared_ranks_max ? 1 : 0;
+    if (options.overlap) {
+      if (choice[0]) {
+        // Copying a gradient into the window is local: any final one can go.
+        std::fill(choice.begin() + 1, choice.end(), 1);
+      } else {
+        // A non-blocking allreduce where some backward work is left below the parameter's first
+        // reader to overlap with; a blocking one after the sweep otherwise (Open MPI's blocking
+        // allreduce is the faster of the two when there is nothing left to overlap).
+        std::uint32_t lowest_work = loss;  // the first entry with a backward step
+        for (std::uint32_t e = 1; e < loss; ++e)
+          if (!tape.args(e).empty()) {
+            lowest_work = e;
+            break;
+          }
+        for (std::size_t k = 0; k < params.size(); ++k) choice[k + 1] = lowest_work < first[k] ? 1 : 0;
+      }
+    }
+  }
+  check(MPI_Bcast(choice.data(), static_cast<int>(choice.size()), MPI_CHAR, 0, m.comm), "MPI_Bcast");
+  m.early.assign(choice.begin() + 1, choice.end());
+  // Each parameter's place in a set of the window, on cache-line boundaries (the same on every rank:
+  // broadcast() checked that the ranks' parameters have the same types and shapes).
+  m.bytes.clear();
+  m.offset.assign(1, 0);
+  for (const auto& p : params) {
+    m.bytes.push_back(bytes_of(*p));
+    m.offset.push_back(m.offset.back() + (m.bytes.back() + 63) / 64 * 64);
+  }
+  m.shared = choice[0] != 0;
+  if (m.shared && m.offset.back() > m.set_bytes) {
+    m.free_window();
+    // Each rank's segment on pages of its own (it writes it; the others read it).
+    MPI_Info info;
+    MPI_Info_create(&info);
+    MPI_Info_set(info, "alloc_shared_noncontig", "true");
+    std::byte* base = nullptr;
+    const std::size_t bytes = 2 * m.offset.back();
+    int ok = MPI_Win_allocate_shared(static_cast<MPI_Aint>(bytes), 1, info, m.node, &base, &m.window) ==
+             MPI_SUCCESS;
+    MPI_Info_free(&info);
+    // Every rank must agree on the way (one failing falls back to allreduces with all the others).
+    check(MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, m.comm), "MPI_Allreduce");
+    if (ok && m.window != MPI_WIN_NULL) {
+      MPI_Win_set_errhandler(m.window, MPI_ERRORS_RETURN);
+      m.segments.assign(static_cast<std::size_t>(size_), nullptr);
+      for (int r = 0; r < size_; ++r) {
+        MPI_Aint size = 0;
+        int unit = 0;
+        void* at = nullptr;
+        check(MPI_Win_shared_query(m.window, r, &size, &unit, &at), "MPI_Win_shared_query");
+        m.segments[static_cast<std::size_t>(r)] = static_cast<std::byte*>(at);
+      }
+      // One passive epoch for the window's life; MPI_Win_sync orders the accesses in it.
+      check(MPI_Win_lock_all(MPI_MODE_NOCHECK, m.window), "MPI_Win_lock_all");
+      m.set_bytes = m.offset.back();
+    } else {
+      if (m.window != MPI_WIN_NULL) MPI_Win_free(&m.window);
+      m.shared = false;
+      std::fill(m.early.begin(), m.early.end(), 0);  // the same on every rank: all allreduces after the sweep
+      if (root() && options.shared_memory)
+        fmt::print(stderr, "DistributedContext: no shared window could be made; the gradients are summed with "
+                           "MPI_Allreduce\n");
+    }
+  }
+  m.planned = true;
+}
+
+bool DistributedContext::shared_window() const { return impl_->planned && impl_->shared; }
 
 bool DistributedContext::identical(const ParameterList& params) {
   std::uint64_t h = fingerprint(std::span<const std::byte>());
