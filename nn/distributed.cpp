@@ -4,7 +4,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <algorithm>
-#include <array>
 #include <cstring>
 #include <exception>
 #include <limits>
@@ -47,20 +46,26 @@ void* parameter_data(Parameter& p) {
 
 std::size_t bytes_of(const Parameter& p) { return static_cast<std::size_t>(p.size()) * ad::size_of(p.dtype()); }
 
-/// out[i] = ((parts[0][i] + parts[1][i]) + parts[2][i]) + ...: the same sum, in the same order, on
-/// every rank, so every rank gets the same bits.  `out` is none of the parts.
+/// Rank q's part [lo, hi) of a gradient of n elements shared out between `ranks`: the elements it
+/// sums for every rank.  The bounds are multiples of 16 elements (whole cache lines), so that no
+/// two ranks write one line.
+std::pair<std::size_t, std::size_t> part_of(std::size_t n, int q, int ranks) {
+  auto bound = [&](int r) { return r == ranks ? n : n * static_cast<std::size_t>(r) / static_cast<std::size_t>(ranks) / 16 * 16; };
+  return {bound(q), bound(q + 1)};
+}
+
+/// out[i] = ((parts[0][i] + parts[1][i]) + parts[2][i]) + ... for i < n, in rank order (the sum
+/// is formed once, by one rank, and copied to the others).  `out` is none of the parts.
 template <class T>
-void sum_in_order(std::span<T> out, std::span<const T* const> parts) {
-  T* __restrict o = out.data();
-  const std::size_t n = out.size();
+void sum_in_order(T* __restrict out, std::span<const void* const> parts, std::size_t n) {
   {
-    const T* __restrict a = parts[0];
-    const T* __restrict b = parts[1];
-    for (std::size_t i = 0; i < n; ++i) o[i] = a[i] + b[i];
+    const T* __restrict a = static_cast<const T*>(parts[0]);
+    const T* __restrict b = static_cast<const T*>(parts[1]);
+    for (std::size_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
   }
   for (std::size_t r = 2; r < parts.size(); ++r) {
-    const T* __restrict c = parts[r];
-    for (std::size_t i = 0; i < n; ++i) o[i] += c[i];
+    const T* __restrict c = static_cast<const T*>(parts[r]);
+    for (std::size_t i = 0; i < n; ++i) out[i] += c[i];
   }
 }
 
@@ -90,6 +95,7 @@ struct DistributedContext::Impl {
   std::vector<std::size_t> bytes;    // per parameter: its gradient's bytes
   std::vector<std::size_t> offset;   // per parameter, and the end of the last
   int parity = 0;                    // the set of the last step
+  std::vector<const void*> parts;    // per rank, in a sum
 
   void free_window() {
     if (window == MPI_WIN_NULL) return;
@@ -252,7 +258,13 @@ void DistributedContext::step(Optimizer& opt, ad::Tape& tape, const ad::Tensor* 
     --next;
     const Parameter& p = *params[next];
     if (m.shared) {
-      std::memcpy(mine + m.offset[next], gradient, bytes_of(p));
+      // Every part but this rank's own goes into the window, for the rank that sums it.
+      const std::size_t e = ad::size_of(p.dtype());
+      for (int q = 0; q < size_; ++q)
+        if (q != rank_) {
+          const auto [lo, hi] = part_of(static_cast<std::size_t>(p.size()), q, size_);
+          std::memcpy(mine + m.offset[next] + lo * e, static_cast<const std::byte*>(gradient) + lo * e, (hi - lo) * e);
+        }
     } else {
       const int n = mpi_count(p.size(), "step");
       if (m.early[next])
@@ -290,22 +302,47 @@ void DistributedContext::step(Optimizer& opt, ad::Tape& tape, const ad::Tensor* 
     ad::dispatch(p.dtype(), [&]<class T>() { start(opt.gradient<T>(next - 1).data()); });
   }
   if (m.shared) {
-    // Every rank's set is complete once all have reached the barrier; each rank then sums all the
-    // sets, in rank order, into its collected gradients.  The next step writes the other set, so no
-    // rank overwrites a set another may still be reading: that one has passed this barrier only
+    // A reduce-scatter and an allgather through the window.  Once every rank has reached the
+    // barrier, each sums its own part of every gradient over the ranks (in rank order, its own
+    // contribution from its gradient, the others' from their sets) into its set, where that part
+    // of the set was left free, and into its gradient; after a second barrier each copies the
+    // other ranks' summed parts from their sets.  The next step writes the other set, so no rank
+    // overwrites what another may still be reading: that one has passed this step's barriers only
     // after its reads of the step before.
-    check(MPI_Win_sync(m.window), "MPI_Win_sync");
-    check(MPI_Barrier(m.node), "MPI_Barrier");
-    check(MPI_Win_sync(m.window), "MPI_Win_sync");
+    auto barrier = [&] {
+      check(MPI_Win_sync(m.window), "MPI_Win_sync");
+      check(MPI_Barrier(m.node), "MPI_Barrier");
+      check(MPI_Win_sync(m.window), "MPI_Win_sync");
+    };
     const std::size_t set = static_cast<std::size_t>(m.parity) * m.set_bytes;
+    auto gradient_of = [&](std::size_t k) {
+      return static_cast<std::byte*>(ad::dispatch(params[k]->dtype(), [&]<class T>() -> void* {
+        return opt.gradient<T>(k).data();
+      }));
+    };
+    barrier();
     for (std::size_t k = 0; k < params.size(); ++k) {
       const Parameter& p = *params[k];
-      ad::dispatch(p.dtype(), [&]<class T>() {
-        std::array<const T*, shared_ranks_max> parts;
-        for (std::size_t r = 0; r < m.segments.size(); ++r)
-          parts[r] = reinterpret_cast<const T*>(m.segments[r] + set + m.offset[k]);
-        sum_in_order<T>(opt.gradient<T>(k), std::span<const T* const>(parts.data(), m.segments.size()));
-      });
+      const std::size_t e = ad::size_of(p.dtype());
+      const auto [lo, hi] = part_of(static_cast<std::size_t>(p.size()), rank_, size_);
+      if (lo == hi) continue;
+      std::byte* const g = gradient_of(k) + lo * e;
+      std::byte* const out = mine + m.offset[k] + lo * e;
+      for (int q = 0; q < size_; ++q)
+        m.parts[static_cast<std::size_t>(q)] = q == rank_ ? g : m.segments[static_cast<std::size_t>(q)] + set + m.offset[k] + lo * e;
+      ad::dispatch(p.dtype(), [&]<class T>() { sum_in_order(reinterpret_cast<T*>(out), m.parts, hi - lo); });
+      std::memcpy(g, out, (hi - lo) * e);
+    }
+    barrier();
+    for (std::size_t k = 0; k < params.size(); ++k) {
+      const Parameter& p = *params[k];
+      const std::size_t e = ad::size_of(p.dtype());
+      std::byte* const g = gradient_of(k);
+      for (int q = 0; q < size_; ++q)
+        if (q != rank_) {
+          const auto [lo, hi] = part_of(static_cast<std::size_t>(p.size()), q, size_);
+          std::memcpy(g + lo * e, m.segments[static_cast<std::size_t>(q)] + set + m.offset[k] + lo * e, (hi - lo) * e);
+        }
     }
   } else {
     check(MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
@@ -323,7 +360,7 @@ void DistributedContext::plan(const ParameterList& params, const ad::Tape& tape,
   // Rank 0's choice: [shared window, then per parameter whether it starts during the sweep].
   std::vector<char> choice(params.size() + 1, 0);
   if (root()) {
-    choice[0] = options.shared_memory && m.one_node && size_ > 1 && size_ <= shared_ranks_max ? 1 : 0;
+    choice[0] = options.shared_memory && m.one_node && size_ > 1 ? 1 : 0;
     if (options.overlap) {
       if (choice[0]) {
         // Copying a gradient into the window is local: any final one can go.
@@ -369,6 +406,7 @@ void DistributedContext::plan(const ParameterList& params, const ad::Tape& tape,
     if (ok && m.window != MPI_WIN_NULL) {
       MPI_Win_set_errhandler(m.window, MPI_ERRORS_RETURN);
       m.segments.assign(static_cast<std::size_t>(size_), nullptr);
+      m.parts.assign(static_cast<std::size_t>(size_), nullptr);
       for (int r = 0; r < size_; ++r) {
         MPI_Aint size = 0;
         int unit = 0;

@@ -35,12 +35,12 @@ struct DistributedOptions {
   /// applies to every rank; it is read at the first step after broadcast() (fit calls broadcast()
   /// when it starts).
   bool overlap = true;
-  /// When every rank runs on one machine (at most DistributedContext::shared_ranks_max of them),
-  /// sum the gradients through memory the ranks share (an MPI shared-memory window): each rank
-  /// copies its gradients into its part of the window, and after one barrier each sums every
-  /// rank's part itself, in rank order.  That moves each gradient between the processes once,
-  /// where Open MPI's allreduce copies it through its own buffers.  Otherwise, or with false,
-  /// MPI_Allreduce sums them.  Rank 0's setting applies to every rank, read as `overlap` is.
+  /// When every rank runs on one machine, sum the gradients through memory the ranks share (an MPI
+  /// shared-memory window) instead of sending them: each gradient is split into one part per rank;
+  /// every rank puts the parts the others sum into the window, sums its own part over the ranks
+  /// (in rank order) and puts the result there, and copies the others' results out, with a barrier
+  /// between the phases.  Otherwise, or with false, MPI_Allreduce sums them.  Rank 0's setting
+  /// applies to every rank, read as `overlap` is.
   bool shared_memory = true;
 };
 
@@ -96,8 +96,6 @@ class DistributedContext final : public ProcessGroup {
   void reset_stats() { stats_ = {}; }
 
   DistributedOptions options;
-  /// The most ranks that sum through a shared window (each rank reads every other rank's part).
-  static constexpr int shared_ranks_max = 4;
 
  private:
   void plan(const ParameterList& params, const ad::Tape& tape, std::uint32_t loss,
