@@ -87,22 +87,22 @@ struct DistributedContext::Impl {
   std::vector<char> early;  // per parameter: started during the sweep (1) or after it (0)
   std::vector<MPI_Request> requests;  // per parameter, in a step with MPI allreduces
 
-  // The shared window: in each rank's segment two sets of every parameter's gradient, each
-  // parameter at offset[k] of a set; consecutive steps alternate between the sets.
+  // The shared window: in each rank's segment every parameter's gradient, parameter k at offset[k]
+  // (the rank's own part of each stays unused).
   MPI_Win window = MPI_WIN_NULL;
-  std::size_t set_bytes = 0;
+  std::size_t window_bytes = 0;  // of each segment
   std::vector<std::byte*> segments;  // per rank: its segment, as mapped in this process
   std::vector<std::size_t> bytes;    // per parameter: its gradient's bytes
   std::vector<std::size_t> offset;   // per parameter, and the end of the last
-  int parity = 0;                    // the set of the last step
   std::vector<const void*> parts;    // per rank, in a sum
+  std::vector<std::byte> scratch;    // a sum over more than two ranks
 
   void free_window() {
     if (window == MPI_WIN_NULL) return;
     MPI_Win_unlock_all(window);
     MPI_Win_free(&window);
     segments.clear();
-    set_bytes = 0;
+    window_bytes = 0;
   }
 };
 
@@ -241,17 +241,12 @@ void DistributedContext::step(Optimizer& opt, ad::Tape& tape, const ad::Tensor* 
     plan(params, tape, J.index(), first);
 
   std::vector<MPI_Request>& requests = m.requests;
-  std::byte* mine = nullptr;  // with the shared window: this step's set in this rank's segment
-  if (m.shared) {
-    m.parity ^= 1;
-    mine = m.segments[static_cast<std::size_t>(rank_)] + static_cast<std::size_t>(m.parity) * m.set_bytes;
-  } else {
-    requests.assign(params.size(), MPI_REQUEST_NULL);
-  }
+  std::byte* const mine = m.shared ? m.segments[static_cast<std::size_t>(rank_)] : nullptr;  // this rank's segment
+  if (!m.shared) requests.assign(params.size(), MPI_REQUEST_NULL);
   // The parameters are started last one first (the order in which an MLP's gradients become
   // final), in the same order on every rank.  With the shared window, starting is copying the
-  // gradient into this rank's set; otherwise an allreduce (non-blocking for a parameter planned
-  // early).
+  // gradient's parts that the other ranks sum into this rank's segment; otherwise an allreduce
+  // (non-blocking for a parameter planned early).
   std::size_t next = params.size();  // parameters [next, end) have been started
   double seconds = 0;
   auto start = [&](void* gradient) {
@@ -302,19 +297,21 @@ void DistributedContext::step(Optimizer& opt, ad::Tape& tape, const ad::Tensor* 
     ad::dispatch(p.dtype(), [&]<class T>() { start(opt.gradient<T>(next - 1).data()); });
   }
   if (m.shared) {
-    // A reduce-scatter and an allgather through the window.  Once every rank has reached the
-    // barrier, each sums its own part of every gradient over the ranks (in rank order, its own
-    // contribution from its gradient, the others' from their sets) into its set, where that part
-    // of the set was left free, and into its gradient; after a second barrier each copies the
-    // other ranks' summed parts from their sets.  The next step writes the other set, so no rank
-    // overwrites what another may still be reading: that one has passed this step's barriers only
-    // after its reads of the step before.
+    // A reduce-scatter and an allgather through the window, in place.  Rank r has put each part q
+    // (q != r) of its gradient into its segment, where rank q reads it.  Once every rank has
+    // reached the barrier, each sums its own part over the ranks (in rank order, its own
+    // contribution from its gradient) and writes the sum into its gradient and over the part it
+    // read in every other rank's segment; after a second barrier each copies the sums the others
+    // left in its own segment into its gradient.  So each segment holds one copy of a gradient's
+    // bytes, and the others' contributions and sums cross between the processes once each way.
+    // No rank overwrites what another may still read: a part put in for rank q is read by q
+    // before the second barrier, and q's sum written there is read after it, before the next
+    // step's first barrier, which q passes before writing again.
     auto barrier = [&] {
       check(MPI_Win_sync(m.window), "MPI_Win_sync");
       check(MPI_Barrier(m.node), "MPI_Barrier");
       check(MPI_Win_sync(m.window), "MPI_Win_sync");
     };
-    const std::size_t set = static_cast<std::size_t>(m.parity) * m.set_bytes;
     auto gradient_of = [&](std::size_t k) {
       return static_cast<std::byte*>(ad::dispatch(params[k]->dtype(), [&]<class T>() -> void* {
         return opt.gradient<T>(k).data();
@@ -327,11 +324,26 @@ void DistributedContext::step(Optimizer& opt, ad::Tape& tape, const ad::Tensor* 
       const auto [lo, hi] = part_of(static_cast<std::size_t>(p.size()), rank_, size_);
       if (lo == hi) continue;
       std::byte* const g = gradient_of(k) + lo * e;
-      std::byte* const out = mine + m.offset[k] + lo * e;
-      for (int q = 0; q < size_; ++q)
-        m.parts[static_cast<std::size_t>(q)] = q == rank_ ? g : m.segments[static_cast<std::size_t>(q)] + set + m.offset[k] + lo * e;
-      ad::dispatch(p.dtype(), [&]<class T>() { sum_in_order(reinterpret_cast<T*>(out), m.parts, hi - lo); });
-      std::memcpy(g, out, (hi - lo) * e);
+      auto in = [&](int q) { return m.segments[static_cast<std::size_t>(q)] + m.offset[k] + lo * e; };
+      if (size_ == 2) {
+        // One pass: g + other is other + g (IEEE addition commutes), the sum in rank order.
+        ad::dispatch(p.dtype(), [&]<class T>() {
+          T* __restrict mine_part = reinterpret_cast<T*>(g);
+          T* __restrict other_part = reinterpret_cast<T*>(in(1 - rank_));
+          for (std::size_t i = 0; i < hi - lo; ++i) {
+            const T sum = mine_part[i] + other_part[i];
+            mine_part[i] = sum;
+            other_part[i] = sum;
+          }
+        });
+      } else {
+        m.scratch.resize(std::max(m.scratch.size(), (hi - lo) * e));
+        for (int q = 0; q < size_; ++q) m.parts[static_cast<std::size_t>(q)] = q == rank_ ? g : in(q);
+        ad::dispatch(p.dtype(), [&]<class T>() { sum_in_order(reinterpret_cast<T*>(m.scratch.data()), m.parts, hi - lo); });
+        std::memcpy(g, m.scratch.data(), (hi - lo) * e);
+        for (int q = 0; q < size_; ++q)
+          if (q != rank_) std::memcpy(in(q), m.scratch.data(), (hi - lo) * e);
+      }
     }
     barrier();
     for (std::size_t k = 0; k < params.size(); ++k) {
@@ -341,7 +353,7 @@ void DistributedContext::step(Optimizer& opt, ad::Tape& tape, const ad::Tensor* 
       for (int q = 0; q < size_; ++q)
         if (q != rank_) {
           const auto [lo, hi] = part_of(static_cast<std::size_t>(p.size()), q, size_);
-          std::memcpy(g + lo * e, m.segments[static_cast<std::size_t>(q)] + set + m.offset[k] + lo * e, (hi - lo) * e);
+          std::memcpy(g + lo * e, mine + m.offset[k] + lo * e, (hi - lo) * e);
         }
     }
   } else {
@@ -381,8 +393,8 @@ void DistributedContext::plan(const ParameterList& params, const ad::Tape& tape,
   }
   check(MPI_Bcast(choice.data(), static_cast<int>(choice.size()), MPI_CHAR, 0, m.comm), "MPI_Bcast");
   m.early.assign(choice.begin() + 1, choice.end());
-  // Each parameter's place in a set of the window, on cache-line boundaries (the same on every rank:
-  // broadcast() checked that the ranks' parameters have the same types and shapes).
+  // Each parameter's place in a segment of the window, on cache-line boundaries (the same on every
+  // rank: broadcast() checked that the ranks' parameters have the same types and shapes).
   m.bytes.clear();
   m.offset.assign(1, 0);
   for (const auto& p : params) {
@@ -390,14 +402,14 @@ void DistributedContext::plan(const ParameterList& params, const ad::Tape& tape,
     m.offset.push_back(m.offset.back() + (m.bytes.back() + 63) / 64 * 64);
   }
   m.shared = choice[0] != 0;
-  if (m.shared && m.offset.back() > m.set_bytes) {
+  if (m.shared && m.offset.back() > m.window_bytes) {
     m.free_window();
     // Each rank's segment on pages of its own (it writes it; the others read it).
     MPI_Info info;
     MPI_Info_create(&info);
     MPI_Info_set(info, "alloc_shared_noncontig", "true");
     std::byte* base = nullptr;
-    const std::size_t bytes = 2 * m.offset.back();
+    const std::size_t bytes = m.offset.back();
     int ok = MPI_Win_allocate_shared(static_cast<MPI_Aint>(bytes), 1, info, m.node, &base, &m.window) ==
              MPI_SUCCESS;
     MPI_Info_free(&info);
@@ -416,7 +428,7 @@ void DistributedContext::plan(const ParameterList& params, const ad::Tape& tape,
       }
       // One passive epoch for the window's life; MPI_Win_sync orders the accesses in it.
       check(MPI_Win_lock_all(MPI_MODE_NOCHECK, m.window), "MPI_Win_lock_all");
-      m.set_bytes = m.offset.back();
+      m.window_bytes = m.offset.back();
     } else {
       if (m.window != MPI_WIN_NULL) MPI_Win_free(&m.window);
       m.shared = false;
