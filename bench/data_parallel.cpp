@@ -6,16 +6,19 @@
 //
 // epoch_s: median seconds of a training pass (validation excluded) over every epoch of every
 // repetition; speedup: the one-process epoch_s over this one; allreduce_share: the part of the
-// training pass rank 0 spent in the gradient allreduces (the time the sweep did not hide, including
-// any wait for a slower rank).  A second
-// two-rank line has the overlap turned off (each allreduce starts after the whole sweep).  Then, per
-// configuration, the fastest single step of one more pass (the ranks start each step together):
+// training pass rank 0 spent summing the gradients over the ranks (the time the sweep did not hide,
+// including any wait for a slower rank).  The first two-rank line has the defaults (the sums go
+// through a shared-memory window, each parameter's started as soon as its gradient is final); a
+// second has the overlap turned off (each starts after the whole sweep); a third sums with
+// MPI_Allreduce instead of the window.  Then, per configuration, the fastest single step of one
+// more pass (the ranks start each step together):
 //
 //   data_parallel_step ranks=<n> step_ms_min=<t> speedup=<r> allreduce_ms_min=<a>
 //
-// which is as close as a shared machine gets to an idle one.  A last line compares the test accuracies of the one- and two-process models (means over the
-// repetitions, each repetition with its own seed: one seed alone says little, since two runs that
-// differ only in float rounding drift apart over an epoch).
+// which is as close as a shared machine gets to an idle one.  A last line compares the test
+// accuracies of the one- and two-process models (means over the repetitions, each repetition with
+// its own seed: one seed alone says little, since two runs that differ only in float rounding drift
+// apart over an epoch).
 //
 //   data_parallel [--epochs E (2)] [--repeats R (3)] [--data DIR]
 //
@@ -121,7 +124,8 @@ int child(int epochs, bool overlap, bool shared, std::uint64_t seed, const std::
 Run launch(int ranks, bool overlap, bool shared, int epochs, std::uint64_t seed, const std::string& data, bool& real) {
   const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
   const std::string cmd =
-      fmt::format("mpiexec -n {} --bind-to core {} --child --epochs {} --overlap {} --shared-memory {} --seed {} --data '{}'",
+      fmt::format("mpiexec -n {} --bind-to core {} --child --epochs {} --overlap {} --shared-memory {} --seed {} "
+                  "--data '{}'",
                   ranks, self, epochs, overlap ? 1 : 0, shared ? 1 : 0, seed, data);
   std::FILE* p = ::popen(cmd.c_str(), "r");
   if (!p) throw std::runtime_error("cannot start " + cmd);

@@ -50,7 +50,9 @@ std::size_t bytes_of(const Parameter& p) { return static_cast<std::size_t>(p.siz
 /// sums for every rank.  The bounds are multiples of 16 elements (whole cache lines), so that no
 /// two ranks write one line.
 std::pair<std::size_t, std::size_t> part_of(std::size_t n, int q, int ranks) {
-  auto bound = [&](int r) { return r == ranks ? n : n * static_cast<std::size_t>(r) / static_cast<std::size_t>(ranks) / 16 * 16; };
+  auto bound = [&](int r) {
+    return r == ranks ? n : n * static_cast<std::size_t>(r) / static_cast<std::size_t>(ranks) / 16 * 16;
+  };
   return {bound(q), bound(q + 1)};
 }
 
@@ -339,7 +341,8 @@ void DistributedContext::step(Optimizer& opt, ad::Tape& tape, const ad::Tensor* 
       } else {
         m.scratch.resize(std::max(m.scratch.size(), (hi - lo) * e));
         for (int q = 0; q < size_; ++q) m.parts[static_cast<std::size_t>(q)] = q == rank_ ? g : in(q);
-        ad::dispatch(p.dtype(), [&]<class T>() { sum_in_order(reinterpret_cast<T*>(m.scratch.data()), m.parts, hi - lo); });
+        ad::dispatch(p.dtype(),
+                     [&]<class T>() { sum_in_order(reinterpret_cast<T*>(m.scratch.data()), m.parts, hi - lo); });
         std::memcpy(g, m.scratch.data(), (hi - lo) * e);
         for (int q = 0; q < size_; ++q)
           if (q != rank_) std::memcpy(in(q), m.scratch.data(), (hi - lo) * e);
