@@ -416,7 +416,8 @@ void DistributedContext::plan(const ParameterList& params, const ad::Tape& tape,
     int ok = MPI_Win_allocate_shared(static_cast<MPI_Aint>(bytes), 1, info, m.node, &base, &m.window) ==
              MPI_SUCCESS;
     MPI_Info_free(&info);
-    // Every rank must agree on the way (one failing falls back to allreduces with all the others).
+    // Every rank must sum the same way: without a window on every rank, all use MPI_Allreduce
+    // (shared_window() then says so).
     check(MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, m.comm), "MPI_Allreduce");
     if (ok && m.window != MPI_WIN_NULL) {
       MPI_Win_set_errhandler(m.window, MPI_ERRORS_RETURN);
@@ -436,9 +437,6 @@ void DistributedContext::plan(const ParameterList& params, const ad::Tape& tape,
       if (m.window != MPI_WIN_NULL) MPI_Win_free(&m.window);
       m.shared = false;
       std::fill(m.early.begin(), m.early.end(), 0);  // the same on every rank: all allreduces after the sweep
-      if (root() && options.shared_memory)
-        fmt::print(stderr, "DistributedContext: no shared window could be made; the gradients are summed with "
-                           "MPI_Allreduce\n");
     }
   }
   m.planned = true;
