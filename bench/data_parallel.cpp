@@ -6,16 +6,19 @@
 //
 // epoch_s: median seconds of a training pass (validation excluded) over every epoch of every
 // repetition; speedup: the one-process epoch_s over this one; allreduce_share: the part of the
-// training pass rank 0 spent in the gradient allreduces (the time the sweep did not hide, including
-// any wait for a slower rank).  A second
-// two-rank line has the overlap turned off (each allreduce starts after the whole sweep).  Then, per
-// configuration, the fastest single step of one more pass (the ranks start each step together):
+// training pass rank 0 spent summing the gradients over the ranks (the time the sweep did not hide,
+// including any wait for a slower rank).  The first two-rank line has the defaults (the sums go
+// through a shared-memory window, each parameter's started as soon as its gradient is final); a
+// second has the overlap turned off (each starts after the whole sweep); a third sums with
+// MPI_Allreduce instead of the window.  Then, per configuration, the fastest single step of one
+// more pass (the ranks start each step together):
 //
 //   data_parallel_step ranks=<n> step_ms_min=<t> speedup=<r> allreduce_ms_min=<a>
 //
-// which is as close as a shared machine gets to an idle one.  A last line compares the test accuracies of the one- and two-process models (means over the
-// repetitions, each repetition with its own seed: one seed alone says little, since two runs that
-// differ only in float rounding drift apart over an epoch).
+// which is as close as a shared machine gets to an idle one.  A last line compares the test
+// accuracies of the one- and two-process models (means over the repetitions, each repetition with
+// its own seed: one seed alone says little, since two runs that differ only in float rounding drift
+// apart over an epoch).
 //
 //   data_parallel [--epochs E (2)] [--repeats R (3)] [--data DIR]
 //
@@ -70,8 +73,8 @@ bool load(const std::filesystem::path& dir, nn::Dataset& train, nn::Dataset& tes
 }
 
 /// One run, on every rank of the job: prints one "run ..." line from rank 0.
-int child(int epochs, bool overlap, std::uint64_t seed, const std::filesystem::path& dir) {
-  nn::DistributedContext group({.overlap = overlap});
+int child(int epochs, bool overlap, bool shared, std::uint64_t seed, const std::filesystem::path& dir) {
+  nn::DistributedContext group({.overlap = overlap, .shared_memory = shared});
   nn::Dataset train, test;
   const bool real = load(dir, train, test);
   nn::Rng rng(seed);
@@ -118,11 +121,12 @@ int child(int epochs, bool overlap, std::uint64_t seed, const std::filesystem::p
 }
 
 /// Starts `mpiexec -n ranks` on this program in child mode and reads its result line.
-Run launch(int ranks, bool overlap, int epochs, std::uint64_t seed, const std::string& data, bool& real) {
+Run launch(int ranks, bool overlap, bool shared, int epochs, std::uint64_t seed, const std::string& data, bool& real) {
   const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
   const std::string cmd =
-      fmt::format("mpiexec -n {} --bind-to core {} --child --epochs {} --overlap {} --seed {} --data '{}'", ranks, self,
-                  epochs, overlap ? 1 : 0, seed, data);
+      fmt::format("mpiexec -n {} --bind-to core {} --child --epochs {} --overlap {} --shared-memory {} --seed {} "
+                  "--data '{}'",
+                  ranks, self, epochs, overlap ? 1 : 0, shared ? 1 : 0, seed, data);
   std::FILE* p = ::popen(cmd.c_str(), "r");
   if (!p) throw std::runtime_error("cannot start " + cmd);
   std::string out;
@@ -160,7 +164,7 @@ Run launch(int ranks, bool overlap, int epochs, std::uint64_t seed, const std::s
 
 int main(int argc, char** argv) {
   int epochs = 2, repeats = 3;
-  bool is_child = false, overlap = true;
+  bool is_child = false, overlap = true, shared = true;
   std::uint64_t seed = 2024;
   std::string data = nn::fashion_mnist_dir.string();
   for (int k = 1; k < argc; ++k) {
@@ -170,6 +174,7 @@ int main(int argc, char** argv) {
     else if (a == "--epochs" && has_value) epochs = std::atoi(argv[++k]);
     else if (a == "--repeats" && has_value) repeats = std::atoi(argv[++k]);
     else if (a == "--overlap" && has_value) overlap = std::atoi(argv[++k]) != 0;
+    else if (a == "--shared-memory" && has_value) shared = std::atoi(argv[++k]) != 0;
     else if (a == "--seed" && has_value) seed = std::strtoull(argv[++k], nullptr, 10);
     else if (a == "--data" && has_value) data = argv[++k];
     else {
@@ -181,7 +186,7 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "data_parallel: --epochs and --repeats must be at least 1\n");
     return 2;
   }
-  if (is_child) return child(epochs, overlap, seed, data);
+  if (is_child) return child(epochs, overlap, shared, seed, data);
 
   // The children: one thread per process (deltagrad's pool and BLAS).  Open MPI refuses to start as root unless told
   // (containers and CI run as root); other MPI implementations ignore these variables.
@@ -194,16 +199,20 @@ int main(int argc, char** argv) {
   }
   struct Config {
     int ranks;
-    bool overlap;
+    bool overlap, shared;
     std::vector<double> epochs, shares, accuracies;
     double step_min_ms = 1e9, allreduce_min_ms = 1e9;
   };
-  std::vector<Config> configs = {{1, true, {}, {}, {}}, {2, true, {}, {}, {}}, {2, false, {}, {}, {}}};
+  std::vector<Config> configs = {{1, true, true, {}, {}, {}}, {2, true, true, {}, {}, {}}, {2, false, true, {}, {}, {}},
+                                 {2, true, false, {}, {}, {}}};
+  auto label = [](const Config& c) {
+    return std::string(c.overlap ? "" : "  overlap=off") + (c.shared ? "" : "  shared_memory=off");
+  };
   bool real = true;
   try {
     for (int rep = 0; rep < repeats; ++rep)
       for (Config& c : configs) {  // interleaved, so that a noisy stretch hits every configuration
-        const Run r = launch(c.ranks, c.overlap, epochs, seed + static_cast<std::uint64_t>(rep), data, real);
+        const Run r = launch(c.ranks, c.overlap, c.shared, epochs, seed + static_cast<std::uint64_t>(rep), data, real);
         c.epochs.insert(c.epochs.end(), r.epochs.begin(), r.epochs.end());
         c.shares.push_back(r.allreduce_share);
         c.accuracies.push_back(r.accuracy);
@@ -219,12 +228,12 @@ int main(int argc, char** argv) {
   for (const Config& c : configs) {
     const double t = bench::median(c.epochs);
     fmt::print("data_parallel ranks={} epoch_s={:.3f} speedup={:.2f} allreduce_share={:.3f}{}{}\n", c.ranks, t,
-               one / t, bench::median(c.shares), c.overlap ? "" : "  overlap=off", note);
+               one / t, bench::median(c.shares), label(c), note);
   }
   for (const Config& c : configs)
     fmt::print("data_parallel_step ranks={} step_ms_min={:.3f} speedup={:.2f} allreduce_ms_min={:.3f}{}{}\n", c.ranks,
                c.step_min_ms, configs[0].step_min_ms / c.step_min_ms, c.allreduce_min_ms,
-               c.overlap ? "" : "  overlap=off", note);
+               label(c), note);
   auto mean = [](const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0) / v.size(); };
   const double a1 = mean(configs[0].accuracies), a2 = mean(configs[1].accuracies);
   fmt::print("data_parallel test_accuracy ranks=1 {:.4f} ranks=2 {:.4f} difference_points={:.2f}  (means of {} seeds, "

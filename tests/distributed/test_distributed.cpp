@@ -127,6 +127,73 @@ TEST_CASE("distributed: after 16 steps of fit the weights are bit-identical on b
   CHECK(overlapped.reports[1].accuracy == alone.reports[1].accuracy);
 }
 
+namespace {
+
+/// The options of world() for the length of a scope.
+struct WithOptions {
+  nn::DistributedOptions saved = world().options;
+  explicit WithOptions(nn::DistributedOptions o) { world().options = o; }
+  ~WithOptions() { world().options = saved; }
+};
+
+}  // namespace
+
+// Two ranks sum each gradient element once, a + b, and IEEE addition is commutative: the shared
+// window (every rank computes part0 + part1) and MPI_Allreduce (whatever order Open MPI adds in)
+// give the same bits, with the sums started during the sweep or after it.
+TEST_CASE("distributed: summing through the shared window gives MPI_Allreduce's bits") {
+  const nn::Dataset data = clusters(256, 12, 4, 9);
+  std::vector<Trained> runs;
+  for (bool shared : {true, false})
+    for (bool overlap : {true, false}) {
+      WithOptions with({.overlap = overlap, .shared_memory = shared});
+      world().reset_stats();
+      runs.push_back(train_mlp(data, 32, 2, &world()));
+      INFO("shared_memory " << shared << ", overlap " << overlap);
+      // The test's ranks run on one machine: the window is used exactly when asked for.
+      CHECK(world().shared_window() == shared);
+      CHECK(same_bits_on_every_rank(runs.back().net.parameters()));
+      // Every step passes every gradient byte once: 16 steps of the 12-16-4 MLP's 276 floats.
+      CHECK(world().stats().steps == 16);
+      CHECK(world().stats().bytes == 16 * 276 * 4);
+    }
+  for (std::size_t k = 1; k < runs.size(); ++k) {
+    INFO("run " << k);
+    CHECK(same_bits(runs[k].net.parameters(), runs[0].net.parameters()));
+  }
+}
+
+TEST_CASE("distributed: the shared window is made anew for larger parameters, and kept for smaller ones") {
+  const nn::Dataset data = clusters(128, 12, 4, 10);
+  auto run = [&](std::int64_t width, bool shared) {
+    WithOptions with({.shared_memory = shared});
+    nn::Rng rng(21);
+    nn::MLP net({data.features(), width, data.classes}, nn::relu, rng);
+    nn::SGD opt(net.parameters(), {.lr = 0.1, .momentum = 0.9});
+    nn::fit(net, opt, data, rng, {.epochs = 1, .batch_size = 32, .out = nullptr, .distributed = &world()});
+    CHECK(world().shared_window() == shared);
+    return net;
+  };
+  for (std::int64_t width : {8, 64, 4, 96}) {  // 8 → 64 and 4 → 96 grow the window, 64 → 4 reuses it
+    INFO("width " << width);
+    const nn::MLP a = run(width, true), b = run(width, false);
+    CHECK(same_bits_on_every_rank(a.parameters()));
+    CHECK(same_bits(a.parameters(), b.parameters()));
+  }
+}
+
+TEST_CASE("distributed: rank 0's choice of the shared window governs every rank") {
+  const nn::Dataset data = clusters(128, 12, 4, 11);
+  const Trained alone = train_mlp(data, 32, 1, nullptr);
+  for (int sharing : {0, 1}) {  // the rank that asks for the window
+    WithOptions with({.shared_memory = world().rank() == sharing});
+    const Trained together = train_mlp(data, 32, 1, &world());
+    CHECK(world().shared_window() == (sharing == 0));
+    CHECK(same_bits_on_every_rank(together.net.parameters()));
+    CHECK(max_difference(together.net.parameters(), alone.net.parameters()) <= f32_tolerance);
+  }
+}
+
 TEST_CASE("distributed: rank 0's plan governs, so ranks whose overlap settings differ still agree") {
   const nn::Dataset data = clusters(128, 12, 4, 8);
   const Trained alone = train_mlp(data, 32, 1, nullptr);
@@ -212,22 +279,35 @@ TEST_CASE("distributed: float64 steps averaged over the ranks equal one process'
     nn::Rng rng(3);
     return nn::MLP({features, 10, 3}, nn::tanh, rng, {.dtype = ad::DType::f64});
   };
-  nn::MLP alone = make(), together = make();
+  nn::MLP alone = make();
   nn::Adam opt_alone(alone.parameters(), {.lr = 0.01, .weight_decay = 1e-3});
-  nn::Adam opt_together(together.parameters(), {.lr = 0.01, .weight_decay = 1e-3});
   ad::Tape tape;
   for (int step = 0; step < 5; ++step) {
     tape.clear();
     opt_alone.step(tape.gradient(nn::softmax_cross_entropy(alone(tape, x), y)));
-    tape.clear();
-    const ad::Tensor J = nn::softmax_cross_entropy(together(tape, x_part), y_part);
-    world().step(opt_together, tape, &J, static_cast<double>(hi - lo) / static_cast<double>(rows));
   }
-  CHECK(same_bits_on_every_rank(together.parameters()));
-  const double d = max_difference(together.parameters(), alone.parameters());
-  INFO("largest difference from one process: " << d);
-  CHECK(d <= 1e-14);
-  CHECK(world().stats().steps >= 5);
+  std::vector<nn::MLP> runs;
+  for (bool shared : {true, false}) {
+    WithOptions with({.shared_memory = shared});
+    nn::MLP together = make();
+    nn::Adam opt_together(together.parameters(), {.lr = 0.01, .weight_decay = 1e-3});
+    world().broadcast(together.parameters());  // plans the next step anew, with these options
+    world().reset_stats();
+    for (int step = 0; step < 5; ++step) {
+      tape.clear();
+      const ad::Tensor J = nn::softmax_cross_entropy(together(tape, x_part), y_part);
+      world().step(opt_together, tape, &J, static_cast<double>(hi - lo) / static_cast<double>(rows));
+    }
+    INFO("shared_memory " << shared);
+    CHECK(world().shared_window() == shared);
+    CHECK(world().stats().steps == 5);
+    CHECK(same_bits_on_every_rank(together.parameters()));
+    const double d = max_difference(together.parameters(), alone.parameters());
+    INFO("largest difference from one process: " << d);
+    CHECK(d <= 1e-14);
+    runs.push_back(std::move(together));
+  }
+  CHECK(same_bits(runs[0].parameters(), runs[1].parameters()));  // a + b either way
 }
 
 TEST_CASE("distributed: validation loss and accuracy are summed over the ranks' parts") {
