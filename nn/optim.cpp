@@ -1,7 +1,11 @@
 #include "nn/optim.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <bit>
 #include <cmath>
+#include <limits>
+#include <type_traits>
 
 #include "autodiff/backend/pool.hpp"
 
@@ -66,6 +70,14 @@ void Optimizer::collect(const ad::Gradients& g) {
   g_.emplace(g);
 }
 
+void Optimizer::discard() { g_.reset(); }
+
+std::optional<Optimizer::NonFinite> Optimizer::preview_non_finite() {
+  if (!g_) throw ad::InvalidArgument("Optimizer::preview_non_finite: nothing collected (call collect(g) first)");
+  if (!previews()) throw ad::InvalidArgument("Optimizer::preview_non_finite: this optimiser cannot preview its update");
+  return preview();
+}
+
 void Optimizer::apply() {
   if (!g_) throw ad::InvalidArgument("Optimizer::apply: nothing collected (call collect(g) first, or step(g))");
   update();
@@ -84,27 +96,89 @@ namespace {
 constexpr std::int64_t sgd_grain = 32768;
 constexpr std::int64_t adam_grain = 8192;
 
-/// w ← w − α (g + λ w): the plain step (9.14/9.15 with the regulariser's gradient λw).
-template <class T>
-void sgd_plain(T* __restrict w, const T* __restrict g, std::int64_t n, T lr, T wd) {
-  ad::backend::parallel_for(n, sgd_grain, [=](std::int64_t b, std::int64_t e) {
-    if (wd == T(0)) {
-      for (std::int64_t i = b; i < e; ++i) w[i] -= lr * g[i];
-    } else {
-      for (std::int64_t i = b; i < e; ++i) w[i] -= lr * (g[i] + wd * w[i]);
-    }
-  });
+// Each update is written once, as the new values of one element from the old ones, and used both by
+// update() (which stores them) and by preview() (which only looks at them): so the preview sees
+// bit for bit the values the update would store.
+
+/// w − α (g + λ w): the plain step (9.14/9.15 with the regulariser's gradient λw); w − α g when the
+/// parameter has no decay (a compile-time choice, so that loops over it stay branch-free).
+template <class T, bool decay>
+struct PlainStep {
+  T lr, wd;
+  T operator()(T w, T g) const {
+    if constexpr (decay) return w - lr * (g + wd * w);
+    else return w - lr * g;
+  }
+};
+
+/// f(PlainStep<T, true>{lr, wd}) or f(PlainStep<T, false>{lr, 0}).
+template <class T, class F>
+decltype(auto) with_plain_step(double lr, double wd, F&& f) {
+  if (wd == 0.0) return f(PlainStep<T, false>{T(lr), T(0)});
+  return f(PlainStep<T, true>{T(lr), T(wd)});
 }
 
 /// v ← μ v + (g + λ w);  w ← w − α v, or w − α (g + λ w + μ v) with Nesterov.
 template <class T>
-void sgd_momentum(T* __restrict w, const T* __restrict g, T* __restrict v, std::int64_t n, T lr, T mu, T wd,
-                  bool nesterov) {
+struct MomentumStep {
+  T lr, mu, wd;
+  bool nesterov;
+  void operator()(T w, T g, T v, T& w_new, T& v_new) const {
+    const T d = g + wd * w;
+    v_new = mu * v + d;
+    w_new = w - lr * (nesterov ? d + mu * v_new : v_new);
+  }
+};
+
+/// The bits of x with the sign bit set when x is NaN or infinite (its exponent all ones) and clear
+/// otherwise: integer arithmetic only, so a loop can OR these together in vector registers.
+template <class T>
+inline auto non_finite_bit(T x) {
+  using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+  constexpr int mantissa = std::numeric_limits<T>::digits - 1;  // 23 or 52 bits below the exponent
+  constexpr U exponent = (~U{0} >> 1) & ~((U{1} << mantissa) - 1);
+  // Adding the exponent's lowest bit carries into the sign bit only when the exponent is all ones.
+  return (std::bit_cast<U>(x) & exponent) + (U{1} << mantissa);
+}
+template <class T>
+inline bool non_finite(T x) {
+  return !std::isfinite(x);
+}
+
+/// The first i in [0, n) for which value(i) is not finite, with that value; nullopt if there is
+/// none.  `value` only reads.  Ranges of at least `grain` go to the backend's threads.
+template <class T, class F>
+std::optional<std::pair<std::int64_t, T>> first_non_finite(std::int64_t n, std::int64_t grain, const F& value) {
+  std::atomic<std::int64_t> first{n};
+  ad::backend::parallel_for(n, grain, [&](std::int64_t b, std::int64_t e) {
+    decltype(non_finite_bit(T(0))) bits = 0;
+    for (std::int64_t i = b; i < e; ++i) bits |= non_finite_bit(value(i));
+    if (!(bits >> (8 * sizeof(T) - 1))) return;
+    std::int64_t i = b;
+    while (!non_finite(value(i))) ++i;
+    for (std::int64_t f = first.load(); i < f && !first.compare_exchange_weak(f, i);) {
+    }
+  });
+  const std::int64_t i = first.load();
+  if (i == n) return std::nullopt;
+  return std::pair{i, value(i)};
+}
+
+template <class T, class Step>
+void sgd_plain(T* __restrict w, const T* __restrict g, std::int64_t n, Step step) {
+  ad::backend::parallel_for(n, sgd_grain, [=](std::int64_t b, std::int64_t e) {
+    for (std::int64_t i = b; i < e; ++i) w[i] = step(w[i], g[i]);
+  });
+}
+
+template <class T>
+void sgd_momentum(T* __restrict w, const T* __restrict g, T* __restrict v, std::int64_t n, MomentumStep<T> step) {
   ad::backend::parallel_for(n, sgd_grain, [=](std::int64_t b, std::int64_t e) {
     for (std::int64_t i = b; i < e; ++i) {
-      const T d = g[i] + wd * w[i];
-      v[i] = mu * v[i] + d;
-      w[i] -= lr * (nesterov ? d + mu * v[i] : v[i]);
+      T w_new, v_new;
+      step(w[i], g[i], v[i], w_new, v_new);
+      v[i] = v_new;
+      w[i] = w_new;
     }
   });
 }
@@ -124,6 +198,16 @@ void SGD::set_learning_rate(double lr) {
   options.lr = lr;
 }
 
+template <class T>
+std::vector<T>& SGD::velocity(std::size_t k) {
+  auto& v = [&]() -> std::vector<T>& {
+    if constexpr (std::is_same_v<T, float>) return v32_[k];
+    else return v64_[k];
+  }();
+  v.resize(static_cast<std::size_t>(params_[k]->size()), T(0));
+  return v;
+}
+
 void SGD::update() {
   for (std::size_t k = 0; k < params_.size(); ++k) {
     Parameter& p = *params_[k];
@@ -132,32 +216,78 @@ void SGD::update() {
       T* w = p.array<T>().data();
       const T* d = static_cast<const T*>(gradient_data(k));
       const std::int64_t n = p.size();
-      if (options.momentum == 0.0) return sgd_plain<T>(w, d, n, T(options.lr), T(wd));
-      auto& v = [&]() -> std::vector<T>& {
-        if constexpr (std::is_same_v<T, float>) return v32_[k];
-        else return v64_[k];
-      }();
-      v.resize(static_cast<std::size_t>(n), T(0));
-      sgd_momentum<T>(w, d, v.data(), n, T(options.lr), T(options.momentum), T(wd), options.nesterov);
+      if (options.momentum == 0.0)
+        return with_plain_step<T>(options.lr, wd, [&](auto step) { sgd_plain<T>(w, d, n, step); });
+      sgd_momentum<T>(w, d, velocity<T>(k).data(), n,
+                      {T(options.lr), T(options.momentum), T(wd), options.nesterov});
     });
   }
+}
+
+std::optional<Optimizer::NonFinite> SGD::preview() {
+  for (std::size_t k = 0; k < params_.size(); ++k) {
+    const Parameter& p = *params_[k];
+    const double wd = p.decay() ? options.weight_decay : 0.0;
+    const auto bad = ad::dispatch(p.dtype(), [&]<class T>() -> std::optional<std::pair<std::int64_t, double>> {
+      const T* w = p.array<T>().data();
+      const T* g = static_cast<const T*>(gradient_data(k));
+      std::optional<std::pair<std::int64_t, T>> r;
+      if (options.momentum == 0.0) {
+        r = with_plain_step<T>(options.lr, wd, [&](auto step) {
+          return first_non_finite<T>(p.size(), sgd_grain, [=](std::int64_t i) { return step(w[i], g[i]); });
+        });
+      } else {
+        const MomentumStep<T> step{T(options.lr), T(options.momentum), T(wd), options.nesterov};
+        const T* v = velocity<T>(k).data();
+        r = first_non_finite<T>(p.size(), sgd_grain, [=](std::int64_t i) {
+          T w_new, v_new;
+          step(w[i], g[i], v[i], w_new, v_new);
+          return w_new;
+        });
+      }
+      if (!r) return std::nullopt;
+      return std::pair{r->first, static_cast<double>(r->second)};
+    });
+    if (bad) return NonFinite{k, bad->first, bad->second};
+  }
+  return std::nullopt;
 }
 
 // ---- Adam --------------------------------------------------------------------------------------------
 
 namespace {
 
+/// m ← β1 m + (1 − β1) d,  v ← β2 v + (1 − β2) d²,  w ← w − lr_t m / (√v + eps_t),  d = g + λ w.
+/// lr_t = α √(1 − β2^t) / (1 − β1^t) and eps_t = ε √(1 − β2^t) fold the bias corrections in:
+/// α m̂ / (√v̂ + ε) = lr_t m / (√v + eps_t).
 template <class T>
-void adam_update(T* __restrict w, const T* __restrict g, T* __restrict m, T* __restrict v, std::int64_t n, T lr_t,
-                 T b1, T b2, T eps_t, T wd) {
-  // lr_t = α √(1 − β2^t) / (1 − β1^t) and eps_t = ε √(1 − β2^t) fold the bias corrections in:
-  // α m̂ / (√v̂ + ε) = lr_t m / (√v + eps_t).
+struct AdamStep {
+  T lr_t, b1, b2, eps_t, wd;
+  void operator()(T w, T g, T m, T v, T& w_new, T& m_new, T& v_new) const {
+    const T d = g + wd * w;
+    m_new = b1 * m + (T(1) - b1) * d;
+    v_new = b2 * v + (T(1) - b2) * d * d;
+    w_new = w - lr_t * m_new / (std::sqrt(v_new) + eps_t);
+  }
+};
+
+template <class T>
+AdamStep<T> adam_step(const AdamOptions& o, long t, double wd) {
+  const double c1 = 1.0 - std::pow(o.beta1, static_cast<double>(t));
+  const double c2 = 1.0 - std::pow(o.beta2, static_cast<double>(t));
+  return {T(o.lr * std::sqrt(c2) / c1), T(o.beta1), T(o.beta2), T(o.eps * std::sqrt(c2)), T(wd)};
+}
+
+template <class T>
+void adam_update(T* __restrict w, const T* __restrict g, T* __restrict m, T* __restrict v, std::int64_t n,
+                 AdamStep<T> step) {
   ad::backend::parallel_for(n, adam_grain, [=](std::int64_t b, std::int64_t e) {
     for (std::int64_t i = b; i < e; ++i) {
-      const T d = g[i] + wd * w[i];
-      m[i] = b1 * m[i] + (T(1) - b1) * d;
-      v[i] = b2 * v[i] + (T(1) - b2) * d * d;
-      w[i] -= lr_t * m[i] / (std::sqrt(v[i]) + eps_t);
+      T w_new, m_new, v_new;
+      step(w[i], g[i], m[i], v[i], w_new, m_new, v_new);
+      m[i] = m_new;
+      v[i] = v_new;
+      w[i] = w_new;
     }
   });
 }
@@ -181,26 +311,50 @@ void Adam::set_learning_rate(double lr) {
   options.lr = lr;
 }
 
+template <class T>
+std::pair<std::vector<T>&, std::vector<T>&> Adam::moments(std::size_t k) {
+  auto [m, v] = [&]() -> std::pair<std::vector<T>&, std::vector<T>&> {
+    if constexpr (std::is_same_v<T, float>) return {m32_[k], v32_[k]};
+    else return {m64_[k], v64_[k]};
+  }();
+  const auto n = static_cast<std::size_t>(params_[k]->size());
+  m.resize(n, T(0));
+  v.resize(n, T(0));
+  return {m, v};
+}
+
 void Adam::update() {
   ++t_;
-  const double c1 = 1.0 - std::pow(options.beta1, static_cast<double>(t_));
-  const double c2 = 1.0 - std::pow(options.beta2, static_cast<double>(t_));
-  const double lr_t = options.lr * std::sqrt(c2) / c1, eps_t = options.eps * std::sqrt(c2);
   for (std::size_t k = 0; k < params_.size(); ++k) {
     Parameter& p = *params_[k];
     const double wd = p.decay() ? options.weight_decay : 0.0;
     ad::dispatch(p.dtype(), [&]<class T>() {
-      const std::int64_t n = p.size();
-      auto [m, v] = [&]() -> std::pair<std::vector<T>&, std::vector<T>&> {
-        if constexpr (std::is_same_v<T, float>) return {m32_[k], v32_[k]};
-        else return {m64_[k], v64_[k]};
-      }();
-      m.resize(static_cast<std::size_t>(n), T(0));
-      v.resize(static_cast<std::size_t>(n), T(0));
-      adam_update<T>(p.array<T>().data(), static_cast<const T*>(gradient_data(k)), m.data(), v.data(), n, T(lr_t),
-                     T(options.beta1), T(options.beta2), T(eps_t), T(wd));
+      auto [m, v] = moments<T>(k);
+      adam_update<T>(p.array<T>().data(), static_cast<const T*>(gradient_data(k)), m.data(), v.data(), p.size(),
+                     adam_step<T>(options, t_, wd));
     });
   }
+}
+
+std::optional<Optimizer::NonFinite> Adam::preview() {
+  for (std::size_t k = 0; k < params_.size(); ++k) {
+    const Parameter& p = *params_[k];
+    const double wd = p.decay() ? options.weight_decay : 0.0;
+    const auto bad = ad::dispatch(p.dtype(), [&]<class T>() -> std::optional<std::pair<std::int64_t, double>> {
+      auto [mv, vv] = moments<T>(k);
+      const T *w = p.array<T>().data(), *g = static_cast<const T*>(gradient_data(k)), *m = mv.data(), *v = vv.data();
+      const AdamStep<T> step = adam_step<T>(options, t_ + 1, wd);
+      const auto r = first_non_finite<T>(p.size(), adam_grain, [=](std::int64_t i) {
+        T w_new, m_new, v_new;
+        step(w[i], g[i], m[i], v[i], w_new, m_new, v_new);
+        return w_new;
+      });
+      if (!r) return std::nullopt;
+      return std::pair{r->first, static_cast<double>(r->second)};
+    });
+    if (bad) return NonFinite{k, bad->first, bad->second};
+  }
+  return std::nullopt;
 }
 
 }  // namespace nn

@@ -17,8 +17,10 @@
 //     W ← W − α (∂J/∂W + λ W)      b ← b − α ∂J/∂b
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "autodiff/gradients.hpp"
@@ -50,6 +52,23 @@ class Optimizer {
   std::span<T> gradient(std::size_t k);
   /// Whether collect() has run since the last apply().
   bool collected() const { return g_.has_value(); }
+  /// Lets go of the collected gradients without updating anything (after a failed check).
+  void discard();
+
+  /// An element that the pending update would make NaN or infinite.
+  struct NonFinite {
+    std::size_t parameter = 0;  ///< index in parameters()
+    std::int64_t index = 0;     ///< flat index of the element
+    double value = 0;           ///< the value the update would give it
+  };
+  /// Whether this optimiser can compute its update without applying it (SGD and Adam can).
+  virtual bool previews() const { return false; }
+  /// Between collect() and apply(): computes every parameter's new values with exactly the
+  /// arithmetic of apply(), writing nothing (parameters and the optimiser's state stay as they are),
+  /// and returns the first element (in parameter order, then flat order) that would not be finite,
+  /// or nullopt.  So apply() leaves every parameter finite exactly when this returns nullopt.
+  /// Throws InvalidArgument if nothing was collected or previews() is false.
+  std::optional<NonFinite> preview_non_finite();
   /// The learning rate α, and changing it (for a schedule).
   virtual double learning_rate() const = 0;
   virtual void set_learning_rate(double lr) = 0;
@@ -58,6 +77,9 @@ class Optimizer {
  protected:
   /// The update itself, reading gradient_data(k) for parameter k.
   virtual void update() = 0;
+  /// What preview_non_finite() returns, for optimisers whose previews() is true: the same values as
+  /// update() computes, none written.
+  virtual std::optional<NonFinite> preview() { return std::nullopt; }
   /// The collected gradient of parameter k (of the parameter's element type).
   const void* gradient_data(std::size_t k) const { return grads_[k]; }
   ParameterList params_;
@@ -82,10 +104,15 @@ class SGD : public Optimizer {
   SGD(ParameterList params, SGDOptions options = {});
   double learning_rate() const override { return options.lr; }
   void set_learning_rate(double lr) override;
+  bool previews() const override { return true; }
   SGDOptions options;
 
  private:
   void update() override;
+  std::optional<NonFinite> preview() override;
+  /// Parameter k's velocity, sized (zeros before the first step).
+  template <class T>
+  std::vector<T>& velocity(std::size_t k);
   std::vector<std::vector<float>> v32_;
   std::vector<std::vector<double>> v64_;
 };
@@ -106,11 +133,16 @@ class Adam : public Optimizer {
   Adam(ParameterList params, AdamOptions options = {});
   double learning_rate() const override { return options.lr; }
   void set_learning_rate(double lr) override;
+  bool previews() const override { return true; }
   AdamOptions options;
   long steps() const { return t_; }
 
  private:
   void update() override;
+  std::optional<NonFinite> preview() override;
+  /// Parameter k's first and second moments, sized (zeros before the first step).
+  template <class T>
+  std::pair<std::vector<T>&, std::vector<T>&> moments(std::size_t k);
   long t_ = 0;
   std::vector<std::vector<float>> m32_, v32_;
   std::vector<std::vector<double>> m64_, v64_;

@@ -201,20 +201,39 @@ std::vector<EpochReport> fit(Module& net, Optimizer& opt, const Dataset& train, 
       total += loss * static_cast<double>(y.size());
       hits += correct(scores.value(), y);
       seen += static_cast<std::int64_t>(y.size());
-      if (o.check_finite) before.take();
-      if (group) group->step(opt, tape, &J, static_cast<double>(y.size()) / static_cast<double>(batch));
-      else opt.step(tape.gradient(J));
-      if (o.check_finite)
+      // The finiteness check after the update: previewed by the optimiser when it can (nothing to
+      // copy or undo), else a copy of the parameters before the step and a scan after it.
+      const bool preview = o.check_finite && !group && opt.previews();
+      const bool snapshot = o.check_finite && !preview;
+      auto non_finite = [&](const Parameter& p, std::int64_t at, double bad, const char* outcome) {
+        return TrainingError(
+            fmt::format("fit: step {} (epoch {}, batch {}) made parameter \"{}\" {} non-finite ({} at flat index {}; "
+                        "the loss before the step was {}); {} the model holds the weights from before this step "
+                        "(lower the learning rate, or look for extreme inputs)",
+                        step, r.epoch, batch_number, p.name(), ad::describe(p.dtype(), p.shape()), bad, at, loss,
+                        outcome),
+            step, r.epoch, batch_number, p.name());
+      };
+      if (snapshot) before.take();
+      if (group) {
+        group->step(opt, tape, &J, static_cast<double>(y.size()) / static_cast<double>(batch));
+      } else if (preview) {
+        opt.collect(tape.gradient(J));
+        if (const auto bad = opt.preview_non_finite()) {
+          opt.discard();
+          throw non_finite(*params[bad->parameter], bad->index, bad->value,
+                           "the update was not applied (nor the optimiser's state changed), so");
+        }
+        opt.apply();
+      } else {
+        opt.step(tape.gradient(J));
+      }
+      if (snapshot)
         for (const auto& p : params)
           if (const std::int64_t at = first_non_finite(*p); at >= 0) {
             const double bad = p->view().flat(at);
             before.restore();
-            throw TrainingError(
-                fmt::format("fit: step {} (epoch {}, batch {}) made parameter \"{}\" {} non-finite ({} at flat index "
-                            "{}; the loss before the step was {}); the weights from before this step were restored "
-                            "(lower the learning rate, or look for extreme inputs)",
-                            step, r.epoch, batch_number, p->name(), ad::describe(p->dtype(), p->shape()), bad, at, loss),
-                step, r.epoch, batch_number, p->name());
+            throw non_finite(*p, at, bad, "the weights were restored, so");
           }
       if (terminal) {
         const auto now = Clock::now();
