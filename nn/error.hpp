@@ -23,11 +23,9 @@ class WeightsError : public ad::Error {
 };
 
 /// Training that produced a NaN or infinite loss, or a step that left a parameter NaN or infinite.
-/// fit() throws it with the weights as they were before that step; the message names the step
-/// (counted from 1 over the whole run), the epoch, the batch and the first non-finite parameter (or
-/// the loss).  With SGD and Adam (which preview their update) the optimiser's own state (momentum,
-/// Adam's moments and step count) is unchanged too; with other optimisers, or training with a
-/// process group, it is not restored.
+/// fit() throws it with the weights restored to their values before that step; the message names
+/// the step (counted from 1 over the whole run), the epoch, the batch and the first non-finite
+/// parameter (or the loss).  The optimiser's own state (momentum, Adam's moments) is not restored.
 class TrainingError : public ad::NonFiniteError {
  public:
   TrainingError(const std::string& message, long step, int epoch, long batch, std::string parameter)

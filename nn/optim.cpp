@@ -4,6 +4,7 @@
 #include <atomic>
 #include <bit>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 
@@ -70,20 +71,80 @@ void Optimizer::collect(const ad::Gradients& g) {
   g_.emplace(g);
 }
 
-void Optimizer::discard() { g_.reset(); }
-
-std::optional<Optimizer::NonFinite> Optimizer::preview_non_finite() {
-  if (!g_) throw ad::InvalidArgument("Optimizer::preview_non_finite: nothing collected (call collect(g) first)");
-  if (!previews()) throw ad::InvalidArgument("Optimizer::preview_non_finite: this optimiser cannot preview its update");
-  return preview();
-}
-
 void Optimizer::apply() {
   if (!g_) throw ad::InvalidArgument("Optimizer::apply: nothing collected (call collect(g) first, or step(g))");
   update();
   for (const auto& p : params_)
     ad::dispatch(p->dtype(), [&]<class T>() { p->array<T>().touch(); });
   g_.reset();  // the sweep's storage can be reused by the next one
+}
+
+std::optional<Optimizer::NonFinite> Optimizer::apply_checked() {
+  if (!g_) throw ad::InvalidArgument("Optimizer::apply_checked: nothing collected (call collect(g) first)");
+  std::optional<NonFinite> bad;
+  if (const std::optional<bool> finite = update_keeping_old_values()) {
+    if (!*finite) {
+      bad = first_non_finite(params_);
+      for (std::size_t k = 0; k < params_.size(); ++k) {  // the gradients now hold the old values
+        Parameter& p = *params_[k];
+        ad::dispatch(p.dtype(), [&]<class T>() {
+          std::memcpy(p.array<T>().data(), grads_[k], sizeof(T) * static_cast<std::size_t>(p.size()));
+        });
+      }
+    }
+  } else {
+    ParameterCopy before(params_);
+    before.take();
+    update();
+    bad = first_non_finite(params_);
+    if (bad) before.restore();
+  }
+  for (const auto& p : params_)
+    ad::dispatch(p->dtype(), [&]<class T>() { p->array<T>().touch(); });
+  g_.reset();
+  return bad;
+}
+
+std::optional<Optimizer::NonFinite> first_non_finite(const ParameterList& params) {
+  for (std::size_t k = 0; k < params.size(); ++k) {
+    const Parameter& p = *params[k];
+    const auto found = ad::dispatch(p.dtype(), [&]<class T>() -> std::optional<Optimizer::NonFinite> {
+      const T* x = p.array<T>().data();
+      const std::int64_t n = p.size();
+      // x * 0 is 0 for finite x and NaN otherwise; eight independent sums keep the scan fast.
+      T acc[8] = {};
+      std::int64_t i = 0;
+      for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; ++j) acc[j] += x[i + j] * T(0);
+      for (; i < n; ++i) acc[0] += x[i] * T(0);
+      T all = 0;
+      for (T a : acc) all += a;
+      if (all == T(0)) return std::nullopt;
+      for (std::int64_t j = 0; j < n; ++j)
+        if (!std::isfinite(x[j])) return Optimizer::NonFinite{k, j, static_cast<double>(x[j])};
+      return std::nullopt;
+    });
+    if (found) return found;
+  }
+  return std::nullopt;
+}
+
+void ParameterCopy::take() {
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    const ad::View v = params_[i]->view();
+    const auto bytes = static_cast<std::size_t>(v.size()) * ad::size_of(v.dtype());
+    if (saved_[i].size() != bytes) saved_[i].resize(bytes);
+    if (bytes) std::memcpy(saved_[i].data(), v.data(), bytes);
+  }
+}
+
+void ParameterCopy::restore() const {
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    Parameter& p = *params_[i];
+    void* dst = p.dtype() == ad::DType::f32 ? static_cast<void*>(p.array<float>().data())
+                                            : static_cast<void*>(p.array<double>().data());
+    if (!saved_[i].empty()) std::memcpy(dst, saved_[i].data(), saved_[i].size());
+  }
 }
 
 // ---- SGD ---------------------------------------------------------------------------------------------
@@ -96,39 +157,10 @@ namespace {
 constexpr std::int64_t sgd_grain = 32768;
 constexpr std::int64_t adam_grain = 8192;
 
-// Each update is written once, as the new values of one element from the old ones, and used both by
-// update() (which stores them) and by preview() (which only looks at them): so the preview sees
-// bit for bit the values the update would store.
-
-/// w − α (g + λ w): the plain step (9.14/9.15 with the regulariser's gradient λw); w − α g when the
-/// parameter has no decay (a compile-time choice, so that loops over it stay branch-free).
-template <class T, bool decay>
-struct PlainStep {
-  T lr, wd;
-  T operator()(T w, T g) const {
-    if constexpr (decay) return w - lr * (g + wd * w);
-    else return w - lr * g;
-  }
-};
-
-/// f(PlainStep<T, true>{lr, wd}) or f(PlainStep<T, false>{lr, 0}).
-template <class T, class F>
-decltype(auto) with_plain_step(double lr, double wd, F&& f) {
-  if (wd == 0.0) return f(PlainStep<T, false>{T(lr), T(0)});
-  return f(PlainStep<T, true>{T(lr), T(wd)});
-}
-
-/// v ← μ v + (g + λ w);  w ← w − α v, or w − α (g + λ w + μ v) with Nesterov.
-template <class T>
-struct MomentumStep {
-  T lr, mu, wd;
-  bool nesterov;
-  void operator()(T w, T g, T v, T& w_new, T& v_new) const {
-    const T d = g + wd * w;
-    v_new = mu * v + d;
-    w_new = w - lr * (nesterov ? d + mu * v_new : v_new);
-  }
-};
+// Each update is one loop over the elements, in two versions from one template: `keep` = false is
+// the plain update; `keep` = true also stores each old parameter value over the gradient element
+// (read just before, so the cache line is at hand: no extra pass over memory) and ORs together a
+// bit that is set for a non-finite new value.  Both compute the same values.
 
 /// The bits of x with the sign bit set when x is NaN or infinite (its exponent all ones) and clear
 /// otherwise: integer arithmetic only, so a loop can OR these together in vector registers.
@@ -140,45 +172,52 @@ inline auto non_finite_bit(T x) {
   // Adding the exponent's lowest bit carries into the sign bit only when the exponent is all ones.
   return (std::bit_cast<U>(x) & exponent) + (U{1} << mantissa);
 }
-template <class T>
-inline bool non_finite(T x) {
-  return !std::isfinite(x);
-}
 
-/// The first i in [0, n) for which value(i) is not finite, with that value; nullopt if there is
-/// none.  `value` only reads.  Ranges of at least `grain` go to the backend's threads.
-template <class T, class F>
-std::optional<std::pair<std::int64_t, T>> first_non_finite(std::int64_t n, std::int64_t grain, const F& value) {
-  std::atomic<std::int64_t> first{n};
+/// Runs body(begin, end, bits) over [0, n) in ranges on the backend's threads; `bits` collects
+/// non_finite_bit of the new values.  Returns whether no range saw a non-finite one.
+template <class T, class Body>
+bool for_ranges(std::int64_t n, std::int64_t grain, const Body& body) {
+  std::atomic<bool> finite{true};
   ad::backend::parallel_for(n, grain, [&](std::int64_t b, std::int64_t e) {
     decltype(non_finite_bit(T(0))) bits = 0;
-    for (std::int64_t i = b; i < e; ++i) bits |= non_finite_bit(value(i));
-    if (!(bits >> (8 * sizeof(T) - 1))) return;
-    std::int64_t i = b;
-    while (!non_finite(value(i))) ++i;
-    for (std::int64_t f = first.load(); i < f && !first.compare_exchange_weak(f, i);) {
+    body(b, e, bits);
+    if (bits >> (8 * sizeof(T) - 1)) finite.store(false, std::memory_order_relaxed);
+  });
+  return finite.load();
+}
+
+/// w ← w − α (g + λ w): the plain step (9.14/9.15 with the regulariser's gradient λw); w − α g for
+/// a parameter without decay (a separate loop, so that neither branches).
+template <bool keep, bool decay, class T>
+bool sgd_plain(T* __restrict w, T* __restrict g, std::int64_t n, T lr, T wd) {
+  return for_ranges<T>(n, sgd_grain, [=](std::int64_t b, std::int64_t e, auto& bits) {
+    for (std::int64_t i = b; i < e; ++i) {
+      const T w0 = w[i];
+      const T w1 = decay ? w0 - lr * (g[i] + wd * w0) : w0 - lr * g[i];
+      w[i] = w1;
+      if constexpr (keep) {
+        g[i] = w0;
+        bits |= non_finite_bit(w1);
+      }
     }
   });
-  const std::int64_t i = first.load();
-  if (i == n) return std::nullopt;
-  return std::pair{i, value(i)};
 }
 
-template <class T, class Step>
-void sgd_plain(T* __restrict w, const T* __restrict g, std::int64_t n, Step step) {
-  ad::backend::parallel_for(n, sgd_grain, [=](std::int64_t b, std::int64_t e) {
-    for (std::int64_t i = b; i < e; ++i) w[i] = step(w[i], g[i]);
-  });
-}
-
-template <class T>
-void sgd_momentum(T* __restrict w, const T* __restrict g, T* __restrict v, std::int64_t n, MomentumStep<T> step) {
-  ad::backend::parallel_for(n, sgd_grain, [=](std::int64_t b, std::int64_t e) {
+/// v ← μ v + (g + λ w);  w ← w − α v, or w − α (g + λ w + μ v) with Nesterov.
+template <bool keep, class T>
+bool sgd_momentum(T* __restrict w, T* __restrict g, T* __restrict v, std::int64_t n, T lr, T mu, T wd,
+                  bool nesterov) {
+  return for_ranges<T>(n, sgd_grain, [=](std::int64_t b, std::int64_t e, auto& bits) {
     for (std::int64_t i = b; i < e; ++i) {
-      T w_new, v_new;
-      step(w[i], g[i], v[i], w_new, v_new);
-      v[i] = v_new;
-      w[i] = w_new;
+      const T w0 = w[i];
+      const T d = g[i] + wd * w0;
+      v[i] = mu * v[i] + d;
+      const T w1 = w0 - lr * (nesterov ? d + mu * v[i] : v[i]);
+      w[i] = w1;
+      if constexpr (keep) {
+        g[i] = w0;
+        bits |= non_finite_bit(w1);
+      }
     }
   });
 }
@@ -198,96 +237,54 @@ void SGD::set_learning_rate(double lr) {
   options.lr = lr;
 }
 
-template <class T>
-std::vector<T>& SGD::velocity(std::size_t k) {
-  auto& v = [&]() -> std::vector<T>& {
-    if constexpr (std::is_same_v<T, float>) return v32_[k];
-    else return v64_[k];
-  }();
-  v.resize(static_cast<std::size_t>(params_[k]->size()), T(0));
-  return v;
-}
-
-void SGD::update() {
+template <bool keep>
+bool SGD::update_all() {
+  bool finite = true;
   for (std::size_t k = 0; k < params_.size(); ++k) {
     Parameter& p = *params_[k];
     const double wd = p.decay() ? options.weight_decay : 0.0;
-    ad::dispatch(p.dtype(), [&]<class T>() {
+    finite &= ad::dispatch(p.dtype(), [&]<class T>() {
       T* w = p.array<T>().data();
-      const T* d = static_cast<const T*>(gradient_data(k));
+      T* g = static_cast<T*>(gradient_data(k));
       const std::int64_t n = p.size();
       if (options.momentum == 0.0)
-        return with_plain_step<T>(options.lr, wd, [&](auto step) { sgd_plain<T>(w, d, n, step); });
-      sgd_momentum<T>(w, d, velocity<T>(k).data(), n,
-                      {T(options.lr), T(options.momentum), T(wd), options.nesterov});
+        return T(wd) == T(0) ? sgd_plain<keep, false, T>(w, g, n, T(options.lr), T(0))
+                             : sgd_plain<keep, true, T>(w, g, n, T(options.lr), T(wd));
+      auto& v = [&]() -> std::vector<T>& {
+        if constexpr (std::is_same_v<T, float>) return v32_[k];
+        else return v64_[k];
+      }();
+      v.resize(static_cast<std::size_t>(n), T(0));
+      return sgd_momentum<keep, T>(w, g, v.data(), n, T(options.lr), T(options.momentum), T(wd), options.nesterov);
     });
   }
+  return finite;
 }
 
-std::optional<Optimizer::NonFinite> SGD::preview() {
-  for (std::size_t k = 0; k < params_.size(); ++k) {
-    const Parameter& p = *params_[k];
-    const double wd = p.decay() ? options.weight_decay : 0.0;
-    const auto bad = ad::dispatch(p.dtype(), [&]<class T>() -> std::optional<std::pair<std::int64_t, double>> {
-      const T* w = p.array<T>().data();
-      const T* g = static_cast<const T*>(gradient_data(k));
-      std::optional<std::pair<std::int64_t, T>> r;
-      if (options.momentum == 0.0) {
-        r = with_plain_step<T>(options.lr, wd, [&](auto step) {
-          return first_non_finite<T>(p.size(), sgd_grain, [=](std::int64_t i) { return step(w[i], g[i]); });
-        });
-      } else {
-        const MomentumStep<T> step{T(options.lr), T(options.momentum), T(wd), options.nesterov};
-        const T* v = velocity<T>(k).data();
-        r = first_non_finite<T>(p.size(), sgd_grain, [=](std::int64_t i) {
-          T w_new, v_new;
-          step(w[i], g[i], v[i], w_new, v_new);
-          return w_new;
-        });
-      }
-      if (!r) return std::nullopt;
-      return std::pair{r->first, static_cast<double>(r->second)};
-    });
-    if (bad) return NonFinite{k, bad->first, bad->second};
-  }
-  return std::nullopt;
-}
+void SGD::update() { update_all<false>(); }
+std::optional<bool> SGD::update_keeping_old_values() { return update_all<true>(); }
 
 // ---- Adam --------------------------------------------------------------------------------------------
 
 namespace {
 
-/// m ← β1 m + (1 − β1) d,  v ← β2 v + (1 − β2) d²,  w ← w − lr_t m / (√v + eps_t),  d = g + λ w.
-/// lr_t = α √(1 − β2^t) / (1 − β1^t) and eps_t = ε √(1 − β2^t) fold the bias corrections in:
-/// α m̂ / (√v̂ + ε) = lr_t m / (√v + eps_t).
-template <class T>
-struct AdamStep {
-  T lr_t, b1, b2, eps_t, wd;
-  void operator()(T w, T g, T m, T v, T& w_new, T& m_new, T& v_new) const {
-    const T d = g + wd * w;
-    m_new = b1 * m + (T(1) - b1) * d;
-    v_new = b2 * v + (T(1) - b2) * d * d;
-    w_new = w - lr_t * m_new / (std::sqrt(v_new) + eps_t);
-  }
-};
-
-template <class T>
-AdamStep<T> adam_step(const AdamOptions& o, long t, double wd) {
-  const double c1 = 1.0 - std::pow(o.beta1, static_cast<double>(t));
-  const double c2 = 1.0 - std::pow(o.beta2, static_cast<double>(t));
-  return {T(o.lr * std::sqrt(c2) / c1), T(o.beta1), T(o.beta2), T(o.eps * std::sqrt(c2)), T(wd)};
-}
-
-template <class T>
-void adam_update(T* __restrict w, const T* __restrict g, T* __restrict m, T* __restrict v, std::int64_t n,
-                 AdamStep<T> step) {
-  ad::backend::parallel_for(n, adam_grain, [=](std::int64_t b, std::int64_t e) {
+template <bool keep, class T>
+bool adam_update(T* __restrict w, T* __restrict g, T* __restrict m, T* __restrict v, std::int64_t n, T lr_t, T b1,
+                 T b2, T eps_t, T wd) {
+  // lr_t = α √(1 − β2^t) / (1 − β1^t) and eps_t = ε √(1 − β2^t) fold the bias corrections in:
+  // α m̂ / (√v̂ + ε) = lr_t m / (√v + eps_t).
+  return for_ranges<T>(n, adam_grain, [=](std::int64_t b, std::int64_t e, auto& bits) {
     for (std::int64_t i = b; i < e; ++i) {
-      T w_new, m_new, v_new;
-      step(w[i], g[i], m[i], v[i], w_new, m_new, v_new);
-      m[i] = m_new;
-      v[i] = v_new;
-      w[i] = w_new;
+      const T w0 = w[i];
+      const T d = g[i] + wd * w0;
+      m[i] = b1 * m[i] + (T(1) - b1) * d;
+      v[i] = b2 * v[i] + (T(1) - b2) * d * d;
+      const T w1 = w0 - lr_t * m[i] / (std::sqrt(v[i]) + eps_t);
+      w[i] = w1;
+      if constexpr (keep) {
+        g[i] = w0;
+        bits |= non_finite_bit(w1);
+      }
     }
   });
 }
@@ -311,50 +308,32 @@ void Adam::set_learning_rate(double lr) {
   options.lr = lr;
 }
 
-template <class T>
-std::pair<std::vector<T>&, std::vector<T>&> Adam::moments(std::size_t k) {
-  auto [m, v] = [&]() -> std::pair<std::vector<T>&, std::vector<T>&> {
-    if constexpr (std::is_same_v<T, float>) return {m32_[k], v32_[k]};
-    else return {m64_[k], v64_[k]};
-  }();
-  const auto n = static_cast<std::size_t>(params_[k]->size());
-  m.resize(n, T(0));
-  v.resize(n, T(0));
-  return {m, v};
-}
-
-void Adam::update() {
+template <bool keep>
+bool Adam::update_all() {
   ++t_;
+  const double c1 = 1.0 - std::pow(options.beta1, static_cast<double>(t_));
+  const double c2 = 1.0 - std::pow(options.beta2, static_cast<double>(t_));
+  const double lr_t = options.lr * std::sqrt(c2) / c1, eps_t = options.eps * std::sqrt(c2);
+  bool finite = true;
   for (std::size_t k = 0; k < params_.size(); ++k) {
     Parameter& p = *params_[k];
     const double wd = p.decay() ? options.weight_decay : 0.0;
-    ad::dispatch(p.dtype(), [&]<class T>() {
-      auto [m, v] = moments<T>(k);
-      adam_update<T>(p.array<T>().data(), static_cast<const T*>(gradient_data(k)), m.data(), v.data(), p.size(),
-                     adam_step<T>(options, t_, wd));
+    finite &= ad::dispatch(p.dtype(), [&]<class T>() {
+      const std::int64_t n = p.size();
+      auto [m, v] = [&]() -> std::pair<std::vector<T>&, std::vector<T>&> {
+        if constexpr (std::is_same_v<T, float>) return {m32_[k], v32_[k]};
+        else return {m64_[k], v64_[k]};
+      }();
+      m.resize(static_cast<std::size_t>(n), T(0));
+      v.resize(static_cast<std::size_t>(n), T(0));
+      return adam_update<keep, T>(p.array<T>().data(), static_cast<T*>(gradient_data(k)), m.data(), v.data(), n,
+                                  T(lr_t), T(options.beta1), T(options.beta2), T(eps_t), T(wd));
     });
   }
+  return finite;
 }
 
-std::optional<Optimizer::NonFinite> Adam::preview() {
-  for (std::size_t k = 0; k < params_.size(); ++k) {
-    const Parameter& p = *params_[k];
-    const double wd = p.decay() ? options.weight_decay : 0.0;
-    const auto bad = ad::dispatch(p.dtype(), [&]<class T>() -> std::optional<std::pair<std::int64_t, double>> {
-      auto [mv, vv] = moments<T>(k);
-      const T *w = p.array<T>().data(), *g = static_cast<const T*>(gradient_data(k)), *m = mv.data(), *v = vv.data();
-      const AdamStep<T> step = adam_step<T>(options, t_ + 1, wd);
-      const auto r = first_non_finite<T>(p.size(), adam_grain, [=](std::int64_t i) {
-        T w_new, m_new, v_new;
-        step(w[i], g[i], m[i], v[i], w_new, m_new, v_new);
-        return w_new;
-      });
-      if (!r) return std::nullopt;
-      return std::pair{r->first, static_cast<double>(r->second)};
-    });
-    if (bad) return NonFinite{k, bad->first, bad->second};
-  }
-  return std::nullopt;
-}
+void Adam::update() { update_all<false>(); }
+std::optional<bool> Adam::update_keeping_old_values() { return update_all<true>(); }
 
 }  // namespace nn

@@ -52,23 +52,21 @@ class Optimizer {
   std::span<T> gradient(std::size_t k);
   /// Whether collect() has run since the last apply().
   bool collected() const { return g_.has_value(); }
-  /// Lets go of the collected gradients without updating anything (after a failed check).
-  void discard();
 
-  /// An element that the pending update would make NaN or infinite.
+  /// An element of a parameter that an update made NaN or infinite.
   struct NonFinite {
     std::size_t parameter = 0;  ///< index in parameters()
     std::int64_t index = 0;     ///< flat index of the element
-    double value = 0;           ///< the value the update would give it
+    double value = 0;           ///< the value the update gave it
   };
-  /// Whether this optimiser can compute its update without applying it (SGD and Adam can).
-  virtual bool previews() const { return false; }
-  /// Between collect() and apply(): computes every parameter's new values with exactly the
-  /// arithmetic of apply(), writing nothing (parameters and the optimiser's state stay as they are),
-  /// and returns the first element (in parameter order, then flat order) that would not be finite,
-  /// or nullopt.  So apply() leaves every parameter finite exactly when this returns nullopt.
-  /// Throws InvalidArgument if nothing was collected or previews() is false.
-  std::optional<NonFinite> preview_non_finite();
+  /// Phase 2 with a check: as apply(), except that when the update leaves an element of a
+  /// parameter NaN or infinite, every parameter is put back exactly as it was and the first such
+  /// element (in parameter order, then flat order) is returned; nullopt when the update stands.
+  /// SGD and Adam undo without a copy: their update stores each element's old value over the
+  /// gradient element it has just read, so afterwards (either way) the collected gradients hold the
+  /// parameters' values from before the update.  Other optimisers copy the parameters first.  The
+  /// optimiser's own state (momentum, Adam's moments and step count) keeps the step either way.
+  std::optional<NonFinite> apply_checked();
   /// The learning rate α, and changing it (for a schedule).
   virtual double learning_rate() const = 0;
   virtual void set_learning_rate(double lr) = 0;
@@ -77,11 +75,14 @@ class Optimizer {
  protected:
   /// The update itself, reading gradient_data(k) for parameter k.
   virtual void update() = 0;
-  /// What preview_non_finite() returns, for optimisers whose previews() is true: the same values as
-  /// update() computes, none written.
-  virtual std::optional<NonFinite> preview() { return std::nullopt; }
+  /// The same update keeping the old values, for apply_checked(): each parameter element's old value
+  /// is stored over its gradient element once that has been read.  Returns whether every new
+  /// parameter value is finite, or nullopt, having done nothing, when the optimiser cannot do this
+  /// (the default).
+  virtual std::optional<bool> update_keeping_old_values() { return std::nullopt; }
   /// The collected gradient of parameter k (of the parameter's element type).
   const void* gradient_data(std::size_t k) const { return grads_[k]; }
+  void* gradient_data(std::size_t k) { return grads_[k]; }
   ParameterList params_;
 
  private:
@@ -104,15 +105,13 @@ class SGD : public Optimizer {
   SGD(ParameterList params, SGDOptions options = {});
   double learning_rate() const override { return options.lr; }
   void set_learning_rate(double lr) override;
-  bool previews() const override { return true; }
   SGDOptions options;
 
  private:
   void update() override;
-  std::optional<NonFinite> preview() override;
-  /// Parameter k's velocity, sized (zeros before the first step).
-  template <class T>
-  std::vector<T>& velocity(std::size_t k);
+  std::optional<bool> update_keeping_old_values() override;
+  template <bool keep>
+  bool update_all();
   std::vector<std::vector<float>> v32_;
   std::vector<std::vector<double>> v64_;
 };
@@ -133,19 +132,34 @@ class Adam : public Optimizer {
   Adam(ParameterList params, AdamOptions options = {});
   double learning_rate() const override { return options.lr; }
   void set_learning_rate(double lr) override;
-  bool previews() const override { return true; }
   AdamOptions options;
   long steps() const { return t_; }
 
  private:
   void update() override;
-  std::optional<NonFinite> preview() override;
-  /// Parameter k's first and second moments, sized (zeros before the first step).
-  template <class T>
-  std::pair<std::vector<T>&, std::vector<T>&> moments(std::size_t k);
+  std::optional<bool> update_keeping_old_values() override;
+  template <bool keep>
+  bool update_all();
   long t_ = 0;
   std::vector<std::vector<float>> m32_, v32_;
   std::vector<std::vector<double>> m64_, v64_;
+};
+
+/// The first NaN or infinite element of the parameters (in order, then flat order), or nullopt.
+std::optional<Optimizer::NonFinite> first_non_finite(const ParameterList& params);
+
+/// A copy of parameters' values, to put them back after a step that went wrong.
+class ParameterCopy {
+ public:
+  explicit ParameterCopy(ParameterList params) : params_(std::move(params)), saved_(params_.size()) {}
+  /// Copies the current values (reusing the memory of the previous copy).
+  void take();
+  /// Writes the copied values back into the parameters.
+  void restore() const;
+
+ private:
+  ParameterList params_;
+  std::vector<std::vector<std::byte>> saved_;
 };
 
 // ---- inline definitions ---------------------------------------------------------------------------

@@ -75,12 +75,10 @@ struct FitOptions {
   std::FILE* out = stdout;              ///< where progress goes; nullptr: silent
   enum class Progress { automatic, terminal, plain } progress = Progress::automatic;
   /// Check every step for a non-finite loss (before the update) and non-finite parameters (after
-  /// it).  On the first one, TrainingError is thrown with the parameters as they were before that
-  /// step.  With an optimiser that previews its update (SGD, Adam; Optimizer::previews()), the new
-  /// values are computed and checked before any is written: no copy, one extra read-only pass over
-  /// the parameters, gradients and optimiser state, and a failed step changes nothing, the
-  /// optimiser's state included.  Otherwise (other optimisers, or with `distributed`) the parameters
-  /// are copied before the step, scanned after it and restored from the copy.
+  /// it).  On the first one, TrainingError is thrown with the parameters restored to their values
+  /// before that step (Optimizer::apply_checked: SGD and Adam undo the step from the old values
+  /// they keep in the gradients they have consumed, at no measurable cost; other optimisers, and
+  /// training with `distributed`, copy the parameters before every step).
   bool check_finite = true;
   /// Train with a group of processes: each rank takes its part of every batch (see Batches), the
   /// gradients are averaged over the ranks before each step, and only rank 0 prints.  All ranks

@@ -1,7 +1,7 @@
 // nn/init and nn/optim: initialiser statistics and reproducibility; one SGD step against the seed's
 // eqs. 9.14/9.15 with weight decay, worked by hand; momentum and Adam against hand-written loops.
 // The loss here is built from scalar Vars reading tensor elements, so only the tape core is used
-// (except in the preview test, whose parameter is too large for that).
+// (except in the apply_checked test, whose parameter is too large for that).
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -215,10 +215,11 @@ std::vector<float> values_of(const nn::Parameter& p) {
 
 }  // namespace
 
-TEST_CASE("nn: preview_non_finite finds the element apply() makes non-finite and writes nothing") {
+TEST_CASE("nn: apply_checked is apply, or puts every parameter back and names the first non-finite element") {
   // A float parameter large enough to be split over the threads, and a small one after it.  The loss
   // sum(w * c) + sum(u * e) has gradients c and e: c holds a few huge entries (w - lr c overflows
-  // for SGD) and a NaN; e is finite.
+  // for SGD) and maybe a NaN; e is finite.  Each optimiser runs twin copies from the same start:
+  // one with apply(), one with apply_checked().
   const std::int64_t n = 300000;
   struct Config {
     const char* name;
@@ -243,43 +244,53 @@ TEST_CASE("nn: preview_non_finite finds the element apply() makes non-finite and
         CAPTURE(config.name);
         CAPTURE(nan_at);
         CAPTURE(huge);
-        auto w = std::make_shared<nn::Parameter>("big.W", ad::Array<float>(ad::Shape{n}), true);
-        auto u = std::make_shared<nn::Parameter>("small.b", ad::Array<float>(ad::Shape{5}), false);
         ad::Array<float> c(ad::Shape{n}), e(ad::Shape{5});
-        for (std::int64_t i = 0; i < n; ++i) {
-          w->array<float>()[i] = 0.001f * static_cast<float>(i % 1000) - 0.5f;
-          c[i] = 0.01f * static_cast<float>(i % 7) - 0.03f;
-        }
+        for (std::int64_t i = 0; i < n; ++i) c[i] = 0.01f * static_cast<float>(i % 7) - 0.03f;
         for (std::int64_t i = 0; i < 5; ++i) e[i] = 0.25f * static_cast<float>(i);
         if (huge) c[200000] = c[250001] = 1e38f;
         if (nan_at >= 0) c[nan_at] = std::nanf("");
-        auto opt = config.make({w, u});
-        ad::Tape tape;
-        for (int step = 0; step < 3; ++step) {  // a few steps, so that momentum and moments are not zero
-          tape.clear();
-          const ad::Tensor J = ad::sum(w->record(tape) * tape.constant(c)) + ad::sum(u->record(tape) * tape.constant(e));
-          opt->collect(tape.gradient(J));
-          const auto w0 = values_of(*w), u0 = values_of(*u);
-          const auto bad = opt->preview_non_finite();
-          CHECK(values_of(*w) == w0);  // nothing written
-          CHECK(values_of(*u) == u0);
-          opt->apply();
-          const auto [k, i] = first_bad(opt->parameters());
-          if (k < 0) {
-            CHECK(!bad);
-          } else {
-            REQUIRE(bad);
-            CHECK(bad->parameter == static_cast<std::size_t>(k));
-            CHECK(bad->index == i);
-            const double after = opt->parameters()[static_cast<std::size_t>(k)]->view().flat(i);
-            CHECK((std::isnan(after) ? std::isnan(bad->value) : bad->value == after));
-            break;  // non-finite weights from here on
+        struct Twin {
+          std::shared_ptr<nn::Parameter> w = std::make_shared<nn::Parameter>("big.W", ad::Array<float>(ad::Shape{n}), true);
+          std::shared_ptr<nn::Parameter> u = std::make_shared<nn::Parameter>("small.b", ad::Array<float>(ad::Shape{5}), false);
+          std::unique_ptr<nn::Optimizer> opt;
+          ad::Tape tape;
+          void collect(const ad::Array<float>& c, const ad::Array<float>& e) {
+            tape.clear();
+            const ad::Tensor J = ad::sum(w->record(tape) * tape.constant(c)) + ad::sum(u->record(tape) * tape.constant(e));
+            opt->collect(tape.gradient(J));
           }
+        } plain, checked;
+        for (Twin* t : {&plain, &checked}) {
+          for (std::int64_t i = 0; i < n; ++i) t->w->array<float>()[i] = 0.001f * static_cast<float>(i % 1000) - 0.5f;
+          t->opt = config.make({t->w, t->u});
         }
-        if (nan_at >= 0) CHECK(first_bad(opt->parameters()).first == 0);  // the NaN always gets through
+        for (int step = 0; step < 3; ++step) {  // a few steps, so that momentum and moments are not zero
+          plain.collect(c, e);
+          checked.collect(c, e);
+          const auto w0 = values_of(*checked.w), u0 = values_of(*checked.u);
+          plain.opt->apply();
+          const auto bad = checked.opt->apply_checked();
+          CHECK(!checked.opt->collected());
+          const auto [k, i] = first_bad(plain.opt->parameters());
+          if (k < 0) {  // the same update
+            CHECK(!bad);
+            CHECK(values_of(*checked.w) == values_of(*plain.w));
+            CHECK(values_of(*checked.u) == values_of(*plain.u));
+            continue;
+          }
+          REQUIRE(bad);
+          CHECK(bad->parameter == static_cast<std::size_t>(k));
+          CHECK(bad->index == i);
+          const double after = plain.opt->parameters()[static_cast<std::size_t>(k)]->view().flat(i);
+          CHECK((std::isnan(after) ? std::isnan(bad->value) : bad->value == after));
+          CHECK(values_of(*checked.w) == w0);  // put back exactly
+          CHECK(values_of(*checked.u) == u0);
+          break;
+        }
+        if (nan_at >= 0) CHECK(first_bad(plain.opt->parameters()).first == 0);  // the NaN always gets through
       }
     }
   }
   nn::SGD idle({std::make_shared<nn::Parameter>("p", ad::Array<float>(ad::Shape{2}), true)});
-  CHECK_THROWS_AS(idle.preview_non_finite(), ad::InvalidArgument);  // nothing collected
+  CHECK_THROWS_AS(idle.apply_checked(), ad::InvalidArgument);  // nothing collected
 }
