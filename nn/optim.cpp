@@ -93,11 +93,11 @@ std::optional<Optimizer::NonFinite> Optimizer::apply_checked() {
       }
     }
   } else {
-    ParameterCopy before(params_);
-    before.take();
+    if (!copy_) copy_.emplace(params_);
+    copy_->take();
     update();
     bad = first_non_finite(params_);
-    if (bad) before.restore();
+    if (bad) copy_->restore();
   }
   for (const auto& p : params_)
     ad::dispatch(p->dtype(), [&]<class T>() { p->array<T>().touch(); });

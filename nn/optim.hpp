@@ -28,6 +28,20 @@
 
 namespace nn {
 
+/// A copy of parameters' values, to put them back after a step that went wrong.
+class ParameterCopy {
+ public:
+  explicit ParameterCopy(ParameterList params) : params_(std::move(params)), saved_(params_.size()) {}
+  /// Copies the current values (reusing the memory of the previous copy).
+  void take();
+  /// Writes the copied values back into the parameters.
+  void restore() const;
+
+ private:
+  ParameterList params_;
+  std::vector<std::vector<std::byte>> saved_;
+};
+
 class Optimizer {
  public:
   /// The parameters to update; one listed twice (shared by two modules) counts once.
@@ -90,6 +104,7 @@ class Optimizer {
   std::vector<void*> grads_;                // per parameter: its gradient (in g_ or in sums_)
   std::vector<std::vector<float>> sums32_;  // per parameter: a sum over several leaves
   std::vector<std::vector<double>> sums64_;
+  std::optional<ParameterCopy> copy_;       // apply_checked() of an optimiser that cannot keep old values
 };
 
 struct SGDOptions {
@@ -147,20 +162,6 @@ class Adam : public Optimizer {
 
 /// The first NaN or infinite element of the parameters (in order, then flat order), or nullopt.
 std::optional<Optimizer::NonFinite> first_non_finite(const ParameterList& params);
-
-/// A copy of parameters' values, to put them back after a step that went wrong.
-class ParameterCopy {
- public:
-  explicit ParameterCopy(ParameterList params) : params_(std::move(params)), saved_(params_.size()) {}
-  /// Copies the current values (reusing the memory of the previous copy).
-  void take();
-  /// Writes the copied values back into the parameters.
-  void restore() const;
-
- private:
-  ParameterList params_;
-  std::vector<std::vector<std::byte>> saved_;
-};
 
 // ---- inline definitions ---------------------------------------------------------------------------
 
