@@ -9,6 +9,7 @@
 //    <epochs> epochs of which the first is left out; and one pass of nn::Batches alone (the
 //    gathering of the shuffled rows into batches):
 //      fit_epoch fashion_mnist: median <s> s check on, <s> s off (<n> epochs each), gather <ms> ms, threads=<t>
+//        late_events=<n> jobs_run_alone=<jobs the pool ran on the calling thread alone, backing off>/<jobs>
 //
 //   build/bench/fit_check [runs, default 7] [Fashion-MNIST runs, default 3] [epochs per run, default 3]
 #include <cstdio>
@@ -55,6 +56,7 @@ void fashion_mnist(int runs, int epochs) {
     return;
   }
   std::vector<double> on, off, gather;
+  const ad::backend::PoolStats before = ad::backend::pool_stats();
   for (int r = 0; r < 2 * runs; ++r) {
     const bool check = r % 2 == 0;
     nn::Rng rng(2024);
@@ -71,8 +73,13 @@ void fashion_mnist(int runs, int epochs) {
     if (sink < 0) std::printf("%g\n", static_cast<double>(sink));
   }
   if (on.empty()) return;
-  std::printf("fit_epoch fashion_mnist: median %.3f s check on, %.3f s off (%zu epochs each), gather %.1f ms, threads=%d\n",
-              bench::median(on), bench::median(off), on.size(), 1e3 * bench::median(gather), ad::backend::threads());
+  const ad::backend::PoolStats after = ad::backend::pool_stats();
+  std::printf("fit_epoch fashion_mnist: median %.3f s check on, %.3f s off (%zu epochs each), gather %.1f ms, threads=%d "
+              "late_events=%llu jobs_run_alone=%llu/%llu\n",
+              bench::median(on), bench::median(off), on.size(), 1e3 * bench::median(gather), ad::backend::threads(),
+              static_cast<unsigned long long>(after.late - before.late),
+              static_cast<unsigned long long>(after.serial_backoff - before.serial_backoff),
+              static_cast<unsigned long long>(after.jobs - before.jobs));
 }
 
 }  // namespace
