@@ -405,7 +405,7 @@ void Batches::iterator::fill() {
   std::int32_t* out = y.data();
   const auto row_bytes = sizeof(float) * static_cast<std::size_t>(f);
   const std::int64_t grain = std::max<std::int64_t>(1, (std::int64_t{1} << 16) / std::max<std::int64_t>(1, 4 * f));
-  ad::backend::parallel_for(b, grain, [=](std::int64_t begin, std::int64_t end) {
+  ad::backend::parallel_for_balanced(b, grain, [=](std::int64_t begin, std::int64_t end) {
     for (std::int64_t i = begin; i < end; ++i) {
       if (i + 2 < end) {
         const auto* ahead = reinterpret_cast<const char*>(src + rows[i + 2] * f);

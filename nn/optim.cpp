@@ -178,7 +178,7 @@ inline auto non_finite_bit(T x) {
 template <class T, class Body>
 bool for_ranges(std::int64_t n, std::int64_t grain, const Body& body) {
   std::atomic<bool> finite{true};
-  ad::backend::parallel_for(n, grain, [&](std::int64_t b, std::int64_t e) {
+  ad::backend::parallel_for_balanced(n, grain, [&](std::int64_t b, std::int64_t e) {
     decltype(non_finite_bit(T(0))) bits = 0;
     body(b, e, bits);
     if (bits >> (8 * sizeof(T) - 1)) finite.store(false, std::memory_order_relaxed);
