@@ -615,7 +615,9 @@ TEST_CASE("hardening: a step that overflows is undone exactly, by SGD, Adam and 
       {"Adam", [](nn::ParameterList p) { return std::make_unique<nn::Adam>(p, nn::AdamOptions{.lr = 0.1}); }},
       {"PlainDescent (copies)", [](nn::ParameterList p) { return std::make_unique<PlainDescent>(p, 0.1); }},
   };
-  for (const auto& [name, make] : optimisers) {
+  for (const auto& entry : optimisers) {
+    const char* name = entry.first;
+    const Make& make = entry.second;
     CAPTURE(name);
     auto run = [&](int epochs, bool check, long* failed_at) {
       nn::Rng init(3), rng(4);
