@@ -17,14 +17,30 @@
 //     W ← W − α (∂J/∂W + λ W)      b ← b − α ∂J/∂b
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "autodiff/gradients.hpp"
 #include "nn/module.hpp"
 
 namespace nn {
+
+/// A copy of parameters' values, to put them back after a step that went wrong.
+class ParameterCopy {
+ public:
+  explicit ParameterCopy(ParameterList params) : params_(std::move(params)), saved_(params_.size()) {}
+  /// Copies the current values (reusing the memory of the previous copy).
+  void take();
+  /// Writes the copied values back into the parameters.
+  void restore() const;
+
+ private:
+  ParameterList params_;
+  std::vector<std::vector<std::byte>> saved_;
+};
 
 class Optimizer {
  public:
@@ -50,6 +66,21 @@ class Optimizer {
   std::span<T> gradient(std::size_t k);
   /// Whether collect() has run since the last apply().
   bool collected() const { return g_.has_value(); }
+
+  /// An element of a parameter that an update made NaN or infinite.
+  struct NonFinite {
+    std::size_t parameter = 0;  ///< index in parameters()
+    std::int64_t index = 0;     ///< flat index of the element
+    double value = 0;           ///< the value the update gave it
+  };
+  /// Phase 2 with a check: as apply(), except that when the update leaves an element of a
+  /// parameter NaN or infinite, every parameter is put back exactly as it was and the first such
+  /// element (in parameter order, then flat order) is returned; nullopt when the update stands.
+  /// SGD and Adam undo without a copy: their update stores each element's old value over the
+  /// gradient element it has just read, so afterwards (either way) the collected gradients hold the
+  /// parameters' values from before the update.  Other optimisers copy the parameters first.  The
+  /// optimiser's own state (momentum, Adam's moments and step count) keeps the step either way.
+  std::optional<NonFinite> apply_checked();
   /// The learning rate α, and changing it (for a schedule).
   virtual double learning_rate() const = 0;
   virtual void set_learning_rate(double lr) = 0;
@@ -58,8 +89,14 @@ class Optimizer {
  protected:
   /// The update itself, reading gradient_data(k) for parameter k.
   virtual void update() = 0;
+  /// The same update keeping the old values, for apply_checked(): each parameter element's old value
+  /// is stored over its gradient element once that has been read.  Returns whether every new
+  /// parameter value is finite, or nullopt, having done nothing, when the optimiser cannot do this
+  /// (the default).
+  virtual std::optional<bool> update_keeping_old_values() { return std::nullopt; }
   /// The collected gradient of parameter k (of the parameter's element type).
   const void* gradient_data(std::size_t k) const { return grads_[k]; }
+  void* gradient_data(std::size_t k) { return grads_[k]; }
   ParameterList params_;
 
  private:
@@ -67,6 +104,7 @@ class Optimizer {
   std::vector<void*> grads_;                // per parameter: its gradient (in g_ or in sums_)
   std::vector<std::vector<float>> sums32_;  // per parameter: a sum over several leaves
   std::vector<std::vector<double>> sums64_;
+  std::optional<ParameterCopy> copy_;       // apply_checked() of an optimiser that cannot keep old values
 };
 
 struct SGDOptions {
@@ -86,6 +124,9 @@ class SGD : public Optimizer {
 
  private:
   void update() override;
+  std::optional<bool> update_keeping_old_values() override;
+  template <bool keep>
+  bool update_all();
   std::vector<std::vector<float>> v32_;
   std::vector<std::vector<double>> v64_;
 };
@@ -111,10 +152,16 @@ class Adam : public Optimizer {
 
  private:
   void update() override;
+  std::optional<bool> update_keeping_old_values() override;
+  template <bool keep>
+  bool update_all();
   long t_ = 0;
   std::vector<std::vector<float>> m32_, v32_;
   std::vector<std::vector<double>> m64_, v64_;
 };
+
+/// The first NaN or infinite element of the parameters (in order, then flat order), or nullopt.
+std::optional<Optimizer::NonFinite> first_non_finite(const ParameterList& params);
 
 // ---- inline definitions ---------------------------------------------------------------------------
 

@@ -71,52 +71,6 @@ std::string duration(double s) {
   return fmt::format("{}m{:02d}s", static_cast<long>(s) / 60, static_cast<int>(s) % 60);
 }
 
-/// Index of the first NaN or infinite element of p, or -1.
-std::int64_t first_non_finite(const Parameter& p) {
-  return ad::dispatch(p.dtype(), [&]<class T>() -> std::int64_t {
-    const T* x = p.array<T>().data();
-    const std::int64_t n = p.size();
-    // x * 0 is 0 for finite x and NaN otherwise; eight independent sums keep the scan fast.
-    T acc[8] = {};
-    std::int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-      for (int k = 0; k < 8; ++k) acc[k] += x[i + k] * T(0);
-    for (; i < n; ++i) acc[0] += x[i] * T(0);
-    T all = 0;
-    for (T a : acc) all += a;
-    if (all == T(0)) return -1;
-    for (std::int64_t j = 0; j < n; ++j)
-      if (!std::isfinite(x[j])) return j;
-    return -1;
-  });
-}
-
-/// The parameters' values before the current step, to restore them if the step goes wrong.
-class Snapshot {
- public:
-  explicit Snapshot(const ParameterList& params) : params_(params), saved_(params.size()) {}
-  void take() {
-    for (std::size_t i = 0; i < params_.size(); ++i) {
-      const ad::View v = params_[i]->view();
-      const auto bytes = static_cast<std::size_t>(v.size()) * ad::size_of(v.dtype());
-      if (saved_[i].size() != bytes) saved_[i].resize(bytes);
-      if (bytes) std::memcpy(saved_[i].data(), v.data(), bytes);
-    }
-  }
-  void restore() const {
-    for (std::size_t i = 0; i < params_.size(); ++i) {
-      Parameter& p = *params_[i];
-      void* dst = p.dtype() == ad::DType::f32 ? static_cast<void*>(p.array<float>().data())
-                                              : static_cast<void*>(p.array<double>().data());
-      if (!saved_[i].empty()) std::memcpy(dst, saved_[i].data(), saved_[i].size());
-    }
-  }
-
- private:
-  const ParameterList& params_;
-  std::vector<std::vector<std::byte>> saved_;
-};
-
 }  // namespace
 
 std::string compute_summary() {
@@ -158,7 +112,7 @@ std::vector<EpochReport> fit(Module& net, Optimizer& opt, const Dataset& train, 
   std::vector<EpochReport> reports;
   ad::Tape tape;
   const ParameterList& params = opt.parameters();
-  Snapshot before(params);
+  ParameterCopy before(params);  // only with a process group
   long step = 0;
   // One line on what runs the products (and, under it, a warning when the BLAS kernels are slower
   // than this CPU allows).
@@ -201,21 +155,29 @@ std::vector<EpochReport> fit(Module& net, Optimizer& opt, const Dataset& train, 
       total += loss * static_cast<double>(y.size());
       hits += correct(scores.value(), y);
       seen += static_cast<std::int64_t>(y.size());
-      if (o.check_finite) before.take();
-      if (group) group->step(opt, tape, &J, static_cast<double>(y.size()) / static_cast<double>(batch));
-      else opt.step(tape.gradient(J));
-      if (o.check_finite)
-        for (const auto& p : params)
-          if (const std::int64_t at = first_non_finite(*p); at >= 0) {
-            const double bad = p->view().flat(at);
-            before.restore();
-            throw TrainingError(
-                fmt::format("fit: step {} (epoch {}, batch {}) made parameter \"{}\" {} non-finite ({} at flat index "
-                            "{}; the loss before the step was {}); the weights from before this step were restored "
-                            "(lower the learning rate, or look for extreme inputs)",
-                            step, r.epoch, batch_number, p->name(), ad::describe(p->dtype(), p->shape()), bad, at, loss),
-                step, r.epoch, batch_number, p->name());
-          }
+      // The finiteness check after the update: the optimiser undoes a step that went wrong
+      // (apply_checked); with a process group, which applies the step itself, the parameters are
+      // copied before it and restored from the copy.
+      std::optional<Optimizer::NonFinite> bad;
+      if (group) {
+        if (o.check_finite) before.take();
+        group->step(opt, tape, &J, static_cast<double>(y.size()) / static_cast<double>(batch));
+        if (o.check_finite && (bad = first_non_finite(params))) before.restore();
+      } else {
+        opt.collect(tape.gradient(J));
+        if (o.check_finite) bad = opt.apply_checked();
+        else opt.apply();
+      }
+      if (bad) {
+        const Parameter& p = *params[bad->parameter];
+        throw TrainingError(
+            fmt::format("fit: step {} (epoch {}, batch {}) made parameter \"{}\" {} non-finite ({} at flat index {}; "
+                        "the loss before the step was {}); the weights from before this step were restored (lower "
+                        "the learning rate, or look for extreme inputs)",
+                        step, r.epoch, batch_number, p.name(), ad::describe(p.dtype(), p.shape()), bad->value,
+                        bad->index, loss),
+            step, r.epoch, batch_number, p.name());
+      }
       if (terminal) {
         const auto now = Clock::now();
         if (now - last_draw > std::chrono::milliseconds(100)) {

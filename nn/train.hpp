@@ -75,8 +75,10 @@ struct FitOptions {
   std::FILE* out = stdout;              ///< where progress goes; nullptr: silent
   enum class Progress { automatic, terminal, plain } progress = Progress::automatic;
   /// Check every step for a non-finite loss (before the update) and non-finite parameters (after
-  /// it).  On the first one, the parameters are restored to their values before that step and
-  /// TrainingError is thrown.  Costs one copy and one scan of the parameters per step.
+  /// it).  On the first one, TrainingError is thrown with the parameters restored to their values
+  /// before that step (Optimizer::apply_checked: SGD and Adam undo the step from the old values
+  /// they keep in the gradients they have consumed, at no measurable cost; other optimisers, and
+  /// training with `distributed`, copy the parameters before every step).
   bool check_finite = true;
   /// Train with a group of processes: each rank takes its part of every batch (see Batches), the
   /// gradients are averaged over the ranks before each step, and only rank 0 prints.  All ranks

@@ -208,6 +208,31 @@ TEST_CASE("backend: parallel_for covers the range once, in ranges no shorter tha
   }
 }
 
+TEST_CASE("backend: parallel_for_balanced covers the range once, in up to four ranges a thread") {
+  Restore restore;
+  for (int threads : {1, 2, 3}) {
+    ad::backend::set_threads(threads);
+    for (std::int64_t n : {0, 1, 999, 1000, 1999, 2000, 5000, 100000}) {
+      std::vector<int> seen(static_cast<std::size_t>(n), 0);
+      std::atomic<int> ranges{0};
+      std::atomic<std::int64_t> shortest{n};
+      ad::backend::parallel_for_balanced(n, 1000, [&](std::int64_t b, std::int64_t e) {
+        ranges.fetch_add(1);
+        std::int64_t s = shortest.load();
+        while (e - b < s && !shortest.compare_exchange_weak(s, e - b)) {
+        }
+        for (std::int64_t i = b; i < e; ++i) ++seen[static_cast<std::size_t>(i)];
+      });
+      CAPTURE(threads);
+      CAPTURE(n);
+      CHECK(std::all_of(seen.begin(), seen.end(), [](int v) { return v == 1; }));
+      const std::int64_t expected = n == 0 ? 0 : threads == 1 || n < 2000 ? 1 : std::min<std::int64_t>(n / 1000, 4 * threads);
+      CHECK(ranges.load() == expected);
+      if (ranges.load() > 1) CHECK(shortest.load() >= 1000);
+    }
+  }
+}
+
 TEST_CASE("backend: thread count and backend settings, with errors for bad values") {
   Restore restore;
   CHECK_THROWS_AS(ad::backend::set_threads(-1), ad::InvalidArgument);

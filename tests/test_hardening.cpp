@@ -5,6 +5,8 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <thread>
 
 #include <sys/resource.h>
@@ -573,6 +575,78 @@ TEST_CASE("hardening: lr = 1e6 stops fit at the diverging step with the last goo
   // Without the check the run goes on with non-finite weights or loss.
   const auto off = run(100, false, &unused);
   CHECK(!all_finite(*off));
+}
+
+namespace {
+
+/// Plain gradient descent, written outside nn: Optimizer::apply_checked falls back to copying the
+/// weights before each step and restoring them.
+class PlainDescent : public nn::Optimizer {
+ public:
+  PlainDescent(nn::ParameterList params, double lr) : nn::Optimizer(std::move(params)), lr_(lr) {}
+  double learning_rate() const override { return lr_; }
+  void set_learning_rate(double lr) override { lr_ = lr; }
+
+ private:
+  void update() override {
+    for (std::size_t k = 0; k < params_.size(); ++k) {
+      float* w = params_[k]->array<float>().data();
+      const auto* g = static_cast<const float*>(gradient_data(k));
+      for (std::int64_t i = 0; i < params_[k]->size(); ++i) w[i] -= static_cast<float>(lr_) * g[i];
+    }
+  }
+  double lr_;
+};
+
+}  // namespace
+
+TEST_CASE("hardening: a step that overflows is undone exactly, by SGD, Adam and an optimiser of its own") {
+  const nn::Dataset d = two_blobs();
+  // One full batch per epoch; the learning rate jumps to 1e39 (infinite in float) in epoch 4, so
+  // step 4 is the first to make the weights non-finite, from good weights and a finite loss.  A run
+  // of 3 unchecked epochs must hold exactly the weights the checked run is left with.
+  using Make = std::function<std::unique_ptr<nn::Optimizer>(nn::ParameterList)>;
+  const std::pair<const char*, Make> optimisers[] = {
+      {"SGD", [](nn::ParameterList p) { return std::make_unique<nn::SGD>(p, nn::SGDOptions{.lr = 0.1}); }},
+      {"SGD with momentum and decay",
+       [](nn::ParameterList p) {
+         return std::make_unique<nn::SGD>(p, nn::SGDOptions{.lr = 0.1, .momentum = 0.9, .weight_decay = 1e-3});
+       }},
+      {"Adam", [](nn::ParameterList p) { return std::make_unique<nn::Adam>(p, nn::AdamOptions{.lr = 0.1}); }},
+      {"PlainDescent (copies)", [](nn::ParameterList p) { return std::make_unique<PlainDescent>(p, 0.1); }},
+  };
+  for (const auto& entry : optimisers) {
+    const char* name = entry.first;
+    const Make& make = entry.second;
+    CAPTURE(name);
+    auto run = [&](int epochs, bool check, long* failed_at) {
+      nn::Rng init(3), rng(4);
+      auto net = std::make_unique<nn::MLP>(std::vector<std::int64_t>{2, 8, 2}, nn::relu, nn::identity, init);
+      auto opt = make(net->parameters());
+      try {
+        nn::fit(*net, *opt, d, rng,
+                {.epochs = epochs,
+                 .batch_size = 32,
+                 .learning_rate = [](int epoch) { return epoch <= 3 ? 0.1 : 1e39; },
+                 .out = nullptr,
+                 .check_finite = check});
+      } catch (const nn::TrainingError& e) {
+        *failed_at = e.step();
+        CHECK(e.parameter() == "layer1.W");
+        CHECK(contains(e.what(), "the weights from before this step were restored"));
+        CHECK(!opt->collected());
+      }
+      return net;
+    };
+    long failed = 0, unused = 0;
+    const auto net = run(6, true, &failed);
+    CHECK(failed == 4);
+    CHECK(all_finite(*net));
+    const auto ref = run(3, false, &unused);
+    CHECK(unused == 0);
+    CHECK(weights(*ref) == weights(*net));
+    CHECK(!all_finite(*run(4, false, &unused)));
+  }
 }
 
 TEST_CASE("hardening: the README's reliability snippet runs") {

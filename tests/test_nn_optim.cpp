@@ -1,10 +1,14 @@
 // nn/init and nn/optim: initialiser statistics and reproducibility; one SGD step against the seed's
 // eqs. 9.14/9.15 with weight decay, worked by hand; momentum and Adam against hand-written loops.
-// The loss here is built from scalar Vars reading tensor elements, so only the tape core is used.
+// The loss here is built from scalar Vars reading tensor elements, so only the tape core is used
+// (except in the apply_checked test, whose parameter is too large for that).
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <functional>
+#include <memory>
 
+#include "autodiff/autodiff.hpp"
 #include "nn/init.hpp"
 #include "nn/optim.hpp"
 
@@ -190,4 +194,103 @@ TEST_CASE("nn: an optimiser refuses gradients in which a parameter was not recor
   CHECK_THROWS_AS(nn::SGD({p.W}, {.lr = -1.0}), ad::InvalidArgument);
   CHECK_THROWS_AS(nn::Adam({p.W}, {.beta1 = 1.0}), ad::InvalidArgument);
   CHECK_THROWS_AS(p.W->array<float>(), ad::DTypeError);
+}
+
+namespace {
+
+/// The first element (parameter, flat index) of `params` that is NaN or infinite, or {-1, -1}.
+std::pair<int, std::int64_t> first_bad(const nn::ParameterList& params) {
+  for (std::size_t k = 0; k < params.size(); ++k) {
+    const ad::View v = params[k]->view();
+    for (std::int64_t i = 0; i < v.size(); ++i)
+      if (!std::isfinite(v.flat(i))) return {static_cast<int>(k), i};
+  }
+  return {-1, -1};
+}
+
+std::vector<float> values_of(const nn::Parameter& p) {
+  const auto& a = p.array<float>();
+  return {a.data(), a.data() + a.size()};
+}
+
+}  // namespace
+
+TEST_CASE("nn: apply_checked is apply, or puts every parameter back and names the first non-finite element") {
+  // A float parameter large enough to be split over the threads, and a small one after it.  The loss
+  // sum(w * c) + sum(u * e) has gradients c and e: c holds a few huge entries (w - lr c overflows
+  // for SGD) and maybe a NaN; e is finite.  Each optimiser runs twin copies from the same start:
+  // one with apply(), one with apply_checked().
+  const std::int64_t n = 300000;
+  struct Config {
+    const char* name;
+    std::function<std::unique_ptr<nn::Optimizer>(nn::ParameterList)> make;
+  };
+  const Config configs[] = {
+      {"sgd", [](nn::ParameterList p) { return std::make_unique<nn::SGD>(p, nn::SGDOptions{.lr = 100.0}); }},
+      {"sgd decay", [](nn::ParameterList p) {
+         return std::make_unique<nn::SGD>(p, nn::SGDOptions{.lr = 100.0, .weight_decay = 0.5});
+       }},
+      {"momentum", [](nn::ParameterList p) {
+         return std::make_unique<nn::SGD>(p, nn::SGDOptions{.lr = 100.0, .momentum = 0.9, .weight_decay = 0.1});
+       }},
+      {"nesterov", [](nn::ParameterList p) {
+         return std::make_unique<nn::SGD>(p, nn::SGDOptions{.lr = 100.0, .momentum = 0.9, .nesterov = true});
+       }},
+      {"adam", [](nn::ParameterList p) { return std::make_unique<nn::Adam>(p, nn::AdamOptions{.lr = 0.5}); }},
+  };
+  for (const Config& config : configs) {
+    for (const std::int64_t nan_at : {std::int64_t{-1}, std::int64_t{260000}, std::int64_t{7}}) {
+      for (const bool huge : {false, true}) {
+        CAPTURE(config.name);
+        CAPTURE(nan_at);
+        CAPTURE(huge);
+        ad::Array<float> c(ad::Shape{n}), e(ad::Shape{5});
+        for (std::int64_t i = 0; i < n; ++i) c[i] = 0.01f * static_cast<float>(i % 7) - 0.03f;
+        for (std::int64_t i = 0; i < 5; ++i) e[i] = 0.25f * static_cast<float>(i);
+        if (huge) c[200000] = c[250001] = 1e38f;
+        if (nan_at >= 0) c[nan_at] = std::nanf("");
+        struct Twin {
+          std::shared_ptr<nn::Parameter> w = std::make_shared<nn::Parameter>("big.W", ad::Array<float>(ad::Shape{n}), true);
+          std::shared_ptr<nn::Parameter> u = std::make_shared<nn::Parameter>("small.b", ad::Array<float>(ad::Shape{5}), false);
+          std::unique_ptr<nn::Optimizer> opt;
+          ad::Tape tape;
+          void collect(const ad::Array<float>& c, const ad::Array<float>& e) {
+            tape.clear();
+            const ad::Tensor J = ad::sum(w->record(tape) * tape.constant(c)) + ad::sum(u->record(tape) * tape.constant(e));
+            opt->collect(tape.gradient(J));
+          }
+        } plain, checked;
+        for (Twin* t : {&plain, &checked}) {
+          for (std::int64_t i = 0; i < n; ++i) t->w->array<float>()[i] = 0.001f * static_cast<float>(i % 1000) - 0.5f;
+          t->opt = config.make({t->w, t->u});
+        }
+        for (int step = 0; step < 3; ++step) {  // a few steps, so that momentum and moments are not zero
+          plain.collect(c, e);
+          checked.collect(c, e);
+          const auto w0 = values_of(*checked.w), u0 = values_of(*checked.u);
+          plain.opt->apply();
+          const auto bad = checked.opt->apply_checked();
+          CHECK(!checked.opt->collected());
+          const auto [k, i] = first_bad(plain.opt->parameters());
+          if (k < 0) {  // the same update
+            CHECK(!bad);
+            CHECK(values_of(*checked.w) == values_of(*plain.w));
+            CHECK(values_of(*checked.u) == values_of(*plain.u));
+            continue;
+          }
+          REQUIRE(bad);
+          CHECK(bad->parameter == static_cast<std::size_t>(k));
+          CHECK(bad->index == i);
+          const double after = plain.opt->parameters()[static_cast<std::size_t>(k)]->view().flat(i);
+          CHECK((std::isnan(after) ? std::isnan(bad->value) : bad->value == after));
+          CHECK(values_of(*checked.w) == w0);  // put back exactly
+          CHECK(values_of(*checked.u) == u0);
+          break;
+        }
+        if (nan_at >= 0) CHECK(first_bad(plain.opt->parameters()).first == 0);  // the NaN always gets through
+      }
+    }
+  }
+  nn::SGD idle({std::make_shared<nn::Parameter>("p", ad::Array<float>(ad::Shape{2}), true)});
+  CHECK_THROWS_AS(idle.apply_checked(), ad::InvalidArgument);  // nothing collected
 }

@@ -66,6 +66,25 @@ void parallel_for(std::int64_t n, std::int64_t grain, F&& f) {
   });
 }
 
+/// As parallel_for, but in smaller ranges (each still at least `grain` long), up to four per
+/// thread, claimed one at a time: a thread that falls behind (its core busy, its memory slower)
+/// leaves the ranges it has not started to the others, so the caller seldom waits long for it.
+/// For memory-bound loops, whose speed varies from range to range.
+template <class F>
+void parallel_for_balanced(std::int64_t n, std::int64_t grain, F&& f) {
+  const std::int64_t t = threads();
+  std::int64_t parts = grain > 0 ? n / grain : t;
+  if (parts > 4 * t) parts = 4 * t;
+  if (t < 2 || parts < 2) {
+    if (n > 0) f(std::int64_t{0}, n);
+    return;
+  }
+  run_chunks(static_cast<int>(parts), [&](int i) {
+    const std::int64_t b = n * i / parts, e = n * (i + 1) / parts;
+    f(b, e);
+  });
+}
+
 /// How the pool has been behaving, for benchmarks and tests: jobs run, jobs run on the calling
 /// thread only because the pool was backing off, and late-worker events that started a back-off.
 struct PoolStats {

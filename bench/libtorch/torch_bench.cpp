@@ -11,6 +11,7 @@
 #include <fmt/core.h>
 #include <torch/torch.h>
 
+#include "autodiff/backend/pool.hpp"
 #include "autodiff/blas.hpp"
 
 namespace bench {
@@ -26,7 +27,9 @@ std::string torch_prepare(char** argv) {
     fmt::print(stderr, "could not re-execute with the OpenBLAS settings ({}); going on\n", std::strerror(errno));
   }
   ::unsetenv(marker);
-  torch::set_num_threads(1);
+  // The same intra-op threads as deltagrad's (ad::backend::threads(): DELTAGRAD_NUM_THREADS, else
+  // the CPUs this process may use), so that the two are compared at one thread count.
+  torch::set_num_threads(ad::backend::threads());
   return fmt::format("libtorch {} threads={} OPENBLAS_CORETYPE={} OPENBLAS_NUM_THREADS={}", TORCH_VERSION,
                      torch::get_num_threads(), std::getenv("OPENBLAS_CORETYPE") ? std::getenv("OPENBLAS_CORETYPE") : "-",
                      std::getenv("OPENBLAS_NUM_THREADS") ? std::getenv("OPENBLAS_NUM_THREADS") : "-");

@@ -15,7 +15,8 @@ namespace bench {
 /// libtorch links OpenBLAS, which reads its environment only when the process starts; so when
 /// ad::blas::default_settings() is not empty, this re-executes the program once with those
 /// settings (a user's own settings are kept), and deltagrad's tape, which then finds OpenBLAS
-/// already loaded, uses the same configuration.  It also sets torch's intra-op threads to 1.
+/// already loaded, uses the same configuration.  It also sets torch's intra-op threads to deltagrad's
+/// (ad::backend::threads()).
 /// Returns a one-line description.
 std::string torch_prepare(char** argv);
 
