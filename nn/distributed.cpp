@@ -201,7 +201,8 @@ void DistributedContext::sum(std::span<double> values) {
         "MPI_Allreduce");
 }
 
-void DistributedContext::step(Optimizer& opt, ad::Tape& tape, const ad::Tensor* loss, double weight) {
+std::optional<Optimizer::NonFinite> DistributedContext::step(Optimizer& opt, ad::Tape& tape, const ad::Tensor* loss,
+                                                             double weight, bool check_finite) {
   const ParameterList& params = opt.parameters();
   ad::Tensor J;  // what this rank differentiates: its share of the whole batch's mean loss
   if (loss) {
@@ -365,7 +366,9 @@ void DistributedContext::step(Optimizer& opt, ad::Tape& tape, const ad::Tensor* 
   seconds += since(t0);
   stats_.seconds += seconds;
   ++stats_.steps;
+  if (check_finite) return opt.apply_checked();
   opt.apply();
+  return std::nullopt;
 }
 
 void DistributedContext::plan(const ParameterList& params, const ad::Tape& tape, std::uint32_t loss,

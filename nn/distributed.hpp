@@ -73,7 +73,8 @@ class DistributedContext final : public ProcessGroup {
   void check_same(std::span<const std::int64_t> values, const char* what) override;
   void broadcast(const ParameterList& params, Rng& rng) override;
   void sum(std::span<double> values) override;
-  void step(Optimizer& opt, ad::Tape& tape, const ad::Tensor* loss, double weight) override;
+  std::optional<Optimizer::NonFinite> step(Optimizer& opt, ad::Tape& tape, const ad::Tensor* loss, double weight,
+                                           bool check_finite = false) override;
   void check_identical(const ParameterList& params, const char* what) override;
   [[noreturn]] void abort(std::string_view why) override;
 

@@ -112,13 +112,23 @@ std::vector<EpochReport> fit(Module& net, Optimizer& opt, const Dataset& train, 
   std::vector<EpochReport> reports;
   ad::Tape tape;
   const ParameterList& params = opt.parameters();
-  ParameterCopy before(params);  // only with a process group
   long step = 0;
   // One line on what runs the products (and, under it, a warning when the BLAS kernels are slower
   // than this CPU allows).
   if (out) fmt::print(out, "fit: {} samples, batch {}, {}; {}\n", train.size(), o.batch_size, compute_summary(),
                       ad::blas::summary_line());
   const std::int64_t n = train.size();
+  // A step that made a parameter non-finite (already undone by the optimiser).
+  auto fail = [&](const Optimizer::NonFinite& bad, int epoch, long batch_number, double loss) {
+    const Parameter& p = *params[bad.parameter];
+    throw TrainingError(
+        fmt::format("fit: step {} (epoch {}, batch {}) made parameter \"{}\" {} non-finite ({} at flat index {}; "
+                    "the loss before the step was {}); the weights from before this step were restored (lower "
+                    "the learning rate, or look for extreme inputs)",
+                    step, epoch, batch_number, p.name(), ad::describe(p.dtype(), p.shape()), bad.value, bad.index,
+                    std::isnan(loss) ? "not computed on this rank (no rows)" : fmt::format("{}", loss)),
+        step, epoch, batch_number, p.name());
+  };
   auto train_epoch = [&](EpochReport& r) {
     // This rank's summed loss, correct rows and rows; `done` counts the rows of all ranks.
     double total = 0;
@@ -133,13 +143,14 @@ std::vector<EpochReport> fit(Module& net, Optimizer& opt, const Dataset& train, 
                          seen ? static_cast<double>(hits) / static_cast<double>(seen) : 0.0, rate, duration(left));
     };
     long batch_number = 0;
+    std::optional<Optimizer::NonFinite> bad;
     for (auto [x, y] : batches(train, o.batch_size, rng, shard)) {
       const std::int64_t batch = std::min(o.batch_size, n - done);  // rows of all ranks in this step
       done += batch;
       ++step;
       ++batch_number;
       if (y.empty()) {  // only with a group: this rank has no rows of a short last batch
-        if (group) group->step(opt, tape, nullptr, 0.0);
+        if (group && (bad = group->step(opt, tape, nullptr, 0.0, o.check_finite))) fail(*bad, r.epoch, batch_number, NAN);
         continue;
       }
       tape.clear();
@@ -156,28 +167,15 @@ std::vector<EpochReport> fit(Module& net, Optimizer& opt, const Dataset& train, 
       hits += correct(scores.value(), y);
       seen += static_cast<std::int64_t>(y.size());
       // The finiteness check after the update: the optimiser undoes a step that went wrong
-      // (apply_checked); with a process group, which applies the step itself, the parameters are
-      // copied before it and restored from the copy.
-      std::optional<Optimizer::NonFinite> bad;
+      // (apply_checked), alone or in the group's step.
       if (group) {
-        if (o.check_finite) before.take();
-        group->step(opt, tape, &J, static_cast<double>(y.size()) / static_cast<double>(batch));
-        if (o.check_finite && (bad = first_non_finite(params))) before.restore();
+        bad = group->step(opt, tape, &J, static_cast<double>(y.size()) / static_cast<double>(batch), o.check_finite);
       } else {
         opt.collect(tape.gradient(J));
         if (o.check_finite) bad = opt.apply_checked();
         else opt.apply();
       }
-      if (bad) {
-        const Parameter& p = *params[bad->parameter];
-        throw TrainingError(
-            fmt::format("fit: step {} (epoch {}, batch {}) made parameter \"{}\" {} non-finite ({} at flat index {}; "
-                        "the loss before the step was {}); the weights from before this step were restored (lower "
-                        "the learning rate, or look for extreme inputs)",
-                        step, r.epoch, batch_number, p.name(), ad::describe(p.dtype(), p.shape()), bad->value,
-                        bad->index, loss),
-            step, r.epoch, batch_number, p.name());
-      }
+      if (bad) fail(*bad, r.epoch, batch_number, loss);
       if (terminal) {
         const auto now = Clock::now();
         if (now - last_draw > std::chrono::milliseconds(100)) {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -57,7 +58,11 @@ class ProcessGroup {
   /// batch (null when it has none: then the tape is cleared and the rank contributes zeros), and
   /// `weight` its share of the batch's rows.  The gradients, times the weights, are summed over the
   /// ranks, so every rank applies the same step: the one for the mean loss over the whole batch.
-  virtual void step(Optimizer& opt, ad::Tape& tape, const ad::Tensor* loss, double weight) = 0;
+  /// With `check_finite` the step is applied by Optimizer::apply_checked(): a step that makes a
+  /// parameter element non-finite is undone and that element returned (the same on every rank,
+  /// since every rank applies the same step to the same weights).
+  virtual std::optional<Optimizer::NonFinite> step(Optimizer& opt, ad::Tape& tape, const ad::Tensor* loss,
+                                                   double weight, bool check_finite = false) = 0;
   /// Throws DistributedError on every rank unless all ranks hold bit-identical parameters.
   virtual void check_identical(const ParameterList& params, const char* what) = 0;
   /// Ends every process of the group after an error on this one (the others would otherwise wait

@@ -310,6 +310,40 @@ TEST_CASE("distributed: float64 steps averaged over the ranks equal one process'
   CHECK(same_bits(runs[0].parameters(), runs[1].parameters()));  // a + b either way
 }
 
+TEST_CASE("distributed: a step that makes a weight non-finite is undone on every rank and named the same") {
+  // SGD with α = 1e300 overflows f32 weights.  With check_finite the group's step applies it through
+  // Optimizer::apply_checked: every rank gets the same element back and keeps the weights it had,
+  // which a twin network made and broadcast the same way still holds.
+  auto make = [] {
+    nn::Rng rng(7);
+    return nn::MLP({4, 8, 3}, nn::tanh, rng);
+  };
+  nn::MLP net = make(), twin = make();
+  world().broadcast(net.parameters());
+  world().broadcast(twin.parameters());
+  ad::Array<float> x(ad::Shape{6, 4});
+  for (std::int64_t i = 0; i < x.size(); ++i) x.data()[i] = static_cast<float>((i * 7) % 5) - 2.0f;
+  const std::vector<std::int32_t> y = {0, 1, 2, 0, 1, 2};
+  for (bool shared : {true, false}) {
+    INFO("shared_memory " << shared);
+    WithOptions with({.shared_memory = shared});
+    nn::SGD opt(net.parameters(), {.lr = 1e300});
+    world().broadcast(net.parameters());  // plans the next step anew, with these options
+    ad::Tape tape;
+    const ad::Tensor J = nn::softmax_cross_entropy(net(tape, x), y);
+    const auto bad = world().step(opt, tape, &J, 0.5, true);
+    REQUIRE(bad.has_value());
+    CHECK(!std::isfinite(bad->value));
+    CHECK(same_bits(net.parameters(), twin.parameters()));
+    CHECK(same_bits_on_every_rank(net.parameters()));
+    double where[] = {static_cast<double>(bad->parameter), static_cast<double>(bad->index)};
+    const double mine[] = {where[0], where[1]};
+    world().sum(where);
+    CHECK(where[0] == mine[0] * world().size());
+    CHECK(where[1] == mine[1] * world().size());
+  }
+}
+
 TEST_CASE("distributed: validation loss and accuracy are summed over the ranks' parts") {
   const nn::Dataset data = clusters(128, 12, 4, 3), validation = clusters(101, 12, 4, 4);
   Trained t = train_mlp(data, 32, 1, &world(), &validation);
