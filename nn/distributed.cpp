@@ -324,7 +324,8 @@ std::optional<Optimizer::NonFinite> DistributedContext::step(Optimizer& opt, ad:
     for (std::size_t k = 0; k < params.size(); ++k) {
       const Parameter& p = *params[k];
       const std::size_t e = ad::size_of(p.dtype());
-      const auto [lo, hi] = part_of(static_cast<std::size_t>(p.size()), rank_, size_);
+      const auto part = part_of(static_cast<std::size_t>(p.size()), rank_, size_);
+      const std::size_t lo = part.first, hi = part.second;  // plain names: lambdas below capture them
       if (lo == hi) continue;
       std::byte* const g = gradient_of(k) + lo * e;
       auto in = [&](int q) { return m.segments[static_cast<std::size_t>(q)] + m.offset[k] + lo * e; };
