@@ -108,6 +108,11 @@ struct OpDescriptor {
   /// The value is one element of its single argument; an unnamed entry of this op is shown as its
   /// argument's name followed by the params text ("W[1,2]").
   bool element_of_argument = false;
+  /// Scalar op codes only: the local partials do not depend on the values (x + y: 1 and 1; -x: -1)
+  /// and are these, so the tape stores none for the op.  Leaves, the sink and rule entries have
+  /// none to store (zeros here).
+  bool constant_partials = false;
+  double constant_partial[2] = {0.0, 0.0};
 };
 
 /// The curvature rule of an op whose backward rule reads no recorded value (only the adjoint and
@@ -115,17 +120,25 @@ struct OpDescriptor {
 void no_curvature(CurvatureContext&);
 
 namespace detail {
-// Scalar op codes: names only.  Their backward step is the tape's own (argument indices and local
-// partials); no scalar op needs a rule of its own.  Indexed by Op.
+// Scalar op codes: names, and the partials of the ops whose partials are constants.  Their backward
+// step is the tape's own (argument indices and local partials); no scalar op needs a rule of its
+// own.  Indexed by Op.
 inline constexpr OpDescriptor scalar_ops[] = {
-    {.name = "sink"},  {.name = "leaf"},   {.name = "add", .commutative = true}, {.name = "sub"},
-    {.name = "mul", .commutative = true},  {.name = "div"},  {.name = "neg"},    {.name = "add"},
-    {.name = "sub"},   {.name = "sub"},    {.name = "mul"},  {.name = "div"},    {.name = "div"},
+    {.name = "sink", .constant_partials = true},
+    {.name = "leaf", .constant_partials = true},
+    {.name = "add", .commutative = true, .constant_partials = true, .constant_partial = {1.0, 1.0}},
+    {.name = "sub", .constant_partials = true, .constant_partial = {1.0, -1.0}},
+    {.name = "mul", .commutative = true},  {.name = "div"},
+    {.name = "neg", .constant_partials = true, .constant_partial = {-1.0, 0.0}},
+    {.name = "add", .constant_partials = true, .constant_partial = {1.0, 0.0}},
+    {.name = "sub", .constant_partials = true, .constant_partial = {1.0, 0.0}},
+    {.name = "sub", .constant_partials = true, .constant_partial = {-1.0, 0.0}},
+    {.name = "mul"},  {.name = "div"},    {.name = "div"},
     {.name = "pow"},   {.name = "pow"},    {.name = "pow"},  {.name = "exp"},    {.name = "log"},
     {.name = "log1p"}, {.name = "sqrt"},   {.name = "sin"},  {.name = "cos"},    {.name = "tan"},
     {.name = "tanh"},  {.name = "sigmoid"}, {.name = "relu"}, {.name = "abs"},   {.name = "softplus"},
     {.name = "square"}, {.name = "min"},  {.name = "max"},
-    {.name = "expr"},  {.name = "rule"}};
+    {.name = "expr"},  {.name = "rule", .constant_partials = true}};
 static_assert(std::size(scalar_ops) == static_cast<std::size_t>(Op::count_));
 }  // namespace detail
 

@@ -41,12 +41,39 @@ void Tape::grow() {
   if (size_) {
     std::memcpy(value.get(), value_.get(), size_ * sizeof(double));
     std::memcpy(word.get(), word_.get(), size_ * sizeof(std::uint64_t));
-    std::memcpy(partial.get(), partial_.get(), 2 * size_ * sizeof(double));
+    std::memcpy(partial.get(), partial_.get(), psize_ * sizeof(double));
   }
   value_ = std::move(value);
   word_ = std::move(word);
   partial_ = std::move(partial);
   capacity_ = cap;
+}
+
+namespace {
+/// How many partials an entry with op word w stored.
+std::size_t stored_by(std::uint64_t w) {
+  if (detail::has_constant_partials(static_cast<Op>(w >> 58))) return 0;
+  return ((w >> 29) & Tape::max_entries) != 0 ? 2 : 1;
+}
+}  // namespace
+
+std::size_t Tape::partial_offset(std::uint32_t entry) const {
+  if (entry >= poffset_.size()) {
+    std::size_t i = poffset_.size(), off = i == 0 ? 0 : poffset_.back();
+    if (i > 0) off += stored_by(word_[i - 1]);
+    poffset_.resize(size_);
+    for (; i < size_; ++i) {
+      poffset_[i] = static_cast<std::uint32_t>(off);
+      off += stored_by(word_[i]);
+    }
+  }
+  return poffset_[entry];
+}
+
+std::size_t Tape::partials_through(std::uint32_t last) const {
+  std::size_t n = psize_;
+  for (std::size_t i = size_ - 1; i > last; --i) n -= stored_by(word_[i]);
+  return n;
 }
 
 std::uint32_t Tape::push_node(Node&& node, double scalar_value) {
@@ -149,6 +176,8 @@ View Tape::value_view(std::uint32_t entry) const {
 void Tape::clear() {
   owner_.store(std::thread::id(), std::memory_order_relaxed);
   size_ = 1;
+  psize_ = 0;
+  poffset_.clear();
   ++generation_;
   nodes_.clear();
   leaves_.clear();
@@ -158,7 +187,8 @@ void Tape::clear() {
 }
 
 std::size_t Tape::bytes_used() const {
-  return size_ * bytes_per_scalar_entry + nodes_.size() * sizeof(Node) + arena_.bytes_used();
+  return size_ * (sizeof(double) + sizeof(std::uint64_t)) + psize_ * sizeof(double) + nodes_.size() * sizeof(Node) +
+         arena_.bytes_used();
 }
 
 std::size_t Tape::bytes_reserved() const {
@@ -211,10 +241,12 @@ void Tape::sweep(Gradients& g, std::uint32_t last, const SweepHooks* hooks) cons
   GradStore& s = g.store();
   double* adj = s.adj.data();
   const std::uint64_t* word = word_.get();
-  const double* partial = partial_.get();
+  // The partials are read backwards with the entries: p is just past those of entry i.
+  const double* p = partial_.get() + partials_through(last);
   for (std::uint32_t i = last; i > 0; --i) {
     const std::uint64_t w = word[i];
-    if ((w >> 58) == static_cast<std::uint64_t>(Op::rule)) {
+    const auto o = static_cast<unsigned>(w >> 58);
+    if (o == static_cast<unsigned>(Op::rule)) {
       if constexpr (hooked) {
         const SweepStep step{.entry = i, .runs = rule_runs(s, i), .gradients = g};
         if (hooks->before) hooks->before(step);
@@ -225,21 +257,39 @@ void Tape::sweep(Gradients& g, std::uint32_t last, const SweepHooks* hooks) cons
       }
       continue;
     }
+    const auto a = static_cast<std::uint32_t>(w & max_entries), b = static_cast<std::uint32_t>((w >> 29) & max_entries);
+    // The entry's partials: stored ones (the pointer steps back over them) or the op's constants.
+    double pa, pb;
+    if (!detail::has_constant_partials(static_cast<Op>(o))) {
+      if (b != 0) {
+        p -= 2;
+        pa = p[0];
+        pb = p[1];
+      } else {
+        p -= 1;
+        pa = p[0];
+        pb = 0.0;
+      }
+    } else {
+      pa = detail::scalar_ops[o].constant_partial[0];
+      pb = detail::scalar_ops[o].constant_partial[1];
+    }
     if constexpr (hooked) {
       // A scalar entry runs when something flowed in (a leaf then has nothing to pass on).
       const SweepStep step{.entry = i, .runs = adj[i] != 0.0, .gradients = g};
       if (hooks->before) hooks->before(step);
       if (step.runs && (w << 6) != 0) {
-        adj[w & max_entries] += partial[2 * i] * adj[i];
-        adj[(w >> 29) & max_entries] += partial[2 * i + 1] * adj[i];
+        const double gi = adj[i];
+        adj[a] += pa * gi;
+        adj[b] += pb * gi;
       }
       if (hooks->after) hooks->after(step);
     } else {
-      if ((w << 6) == 0) continue;  // no arguments (a leaf): its partials need not be read
+      if ((w << 6) == 0) continue;  // no arguments (a leaf)
       const double gi = adj[i];
       if (gi == 0.0) continue;  // nothing flowed in: skip, so an infinite partial cannot make 0·inf = NaN
-      adj[w & max_entries] += partial[2 * i] * gi;
-      adj[(w >> 29) & max_entries] += partial[2 * i + 1] * gi;
+      adj[a] += pa * gi;
+      adj[b] += pb * gi;
     }
   }
 }

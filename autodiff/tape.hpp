@@ -6,10 +6,13 @@
 // step-through logs, NaN checks and gradient reductions run beside it as hooks (SweepHooks).
 //
 // Two kinds of entry share one index space and one sweep:
-//  * scalar entries (ad::Var) are plain data: an op code, up to two argument indices and the local
-//    partial derivative with respect to each, stored in contiguous arrays (32 bytes an entry).  An
-//    `expr` entry is a whole source expression over at most two Vars (autodiff/expr.hpp): its
-//    partials are the expression's total derivatives, and the sweep treats it like any other;
+//  * scalar entries (ad::Var) are plain data: a value and one 64-bit word (an op code and up to two
+//    argument indices), in two arrays indexed by entry, and the local partial derivative with
+//    respect to each argument, in a third array that holds only what the op needs: two for a binary
+//    op, one for a unary op, none for a leaf or for ops whose partials are constants (x + y, x - y,
+//    -x, x ± c), which the sweep takes from the op's descriptor.  So an entry is 16 to 32 bytes.  An `expr`
+//    entry is a whole source expression over at most two Vars (autodiff/expr.hpp): its partials are
+//    the expression's total derivatives, and the sweep treats it like any other;
 //  * rule entries (tensor ops, and scalar results computed from tensors) carry a Node: the value's
 //    dtype and shape, its elements, its arguments, its op descriptor (autodiff/op.hpp), whose
 //    backward rule is a plain function pointer, and the op's typed saved state.
@@ -65,6 +68,18 @@ namespace ad {
 class Tape;
 class Var;
 class Tensor;
+
+namespace detail {
+/// The scalar ops whose local partials are constants (OpDescriptor::constant_partials), which the
+/// tape does not store: bit k is set for op code k.
+inline constexpr std::uint64_t constant_partial_ops = [] {
+  std::uint64_t m = 0;
+  for (std::size_t k = 0; k < std::size(scalar_ops); ++k)
+    if (scalar_ops[k].constant_partials) m |= std::uint64_t{1} << k;
+  return m;
+}();
+constexpr bool has_constant_partials(Op op) { return (constant_partial_ops >> static_cast<unsigned>(op)) & 1; }
+}  // namespace detail
 class Gradients;
 class BackwardContext;
 struct GradStore;
@@ -168,8 +183,11 @@ class Tape {
   std::size_t entries() const { return size_ - 1; }
   /// Incremented by every clear(); a handle remembers the generation it was made in.
   std::uint32_t generation() const { return generation_; }
-  /// Bytes held for scalar entries (value, arguments, partials) per entry: the fixed cost of a Var.
+  /// Bytes held for a scalar entry (value, op and arguments, partials) at most: 32 for a binary op
+  /// with partials to store, 24 for a unary one, 16 for a leaf or an op with constant partials.
   static constexpr std::size_t bytes_per_scalar_entry = sizeof(double) * 3 + sizeof(std::uint64_t);
+  /// Number of stored partials (the third array's length in use).
+  std::size_t stored_partials() const { return psize_; }
   /// Bytes in use: scalar arrays up to size(), tensor values in the arena, nodes.
   std::size_t bytes_used() const;
   /// Bytes reserved (capacity), which clear() keeps.
@@ -179,10 +197,17 @@ class Tape {
   Op op(std::uint32_t entry) const { return static_cast<Op>(word_[entry] >> 58); }
   /// Argument entries of an entry (0, 1, 2 or 3 of them).
   boost::container::static_vector<std::uint32_t, 3> args(std::uint32_t entry) const;
-  /// Local partials of a scalar entry (one per argument); 0 for an entry without arguments (a
-  /// leaf's partials are not stored).
+  /// Local partials of a scalar entry (one per argument); 0 for an entry without arguments.  The
+  /// first call after recording indexes where each entry's stored partials start (one pass over
+  /// the new entries); like recording, it is not safe on one tape from two threads at once.
   double partial(std::uint32_t entry, int k) const {
-    return (word_[entry] << 6) == 0 ? 0.0 : partial_[2 * entry + k];
+    const std::uint64_t w = word_[entry];
+    const auto o = static_cast<unsigned>(w >> 58);
+    if ((w << 6) == 0) return 0.0;  // no arguments
+    if (detail::has_constant_partials(static_cast<Op>(o)))
+      return detail::scalar_ops[o].constant_partial[k];
+    if (k == 1 && ((w >> 29) & max_entries) == 0) return 0.0;  // a unary op stores one
+    return partial_[partial_offset(entry) + static_cast<std::size_t>(k)];
   }
   /// The scalar value of a scalar entry (including scalar-valued rule entries).
   double scalar_value(std::uint32_t entry) const { return value_[entry]; }
@@ -217,8 +242,14 @@ class Tape {
     const std::uint32_t i = static_cast<std::uint32_t>(size_++);
     value_[i] = value;
     word_[i] = (std::uint64_t(op) << 58) | (std::uint64_t(b) << 29) | std::uint64_t(a);
-    partial_[2 * i] = pa;
-    partial_[2 * i + 1] = pb;
+    if (!detail::has_constant_partials(op)) {
+      // Both slots are written, without a test; a unary op keeps only the first (the next entry
+      // writes over the second).
+      double* p = partial_.get() + psize_;
+      p[0] = pa;
+      p[1] = pb;
+      psize_ += b != 0 ? 2 : 1;
+    }
     return i;
   }
   /// Appends a rule entry with the given node (its `entry` field is filled in).  For a
@@ -300,6 +331,10 @@ class Tape {
   bool rule_step(GradStore& s, std::uint32_t i) const;
   bool rule_runs(const GradStore& s, std::uint32_t i) const;
   void grow();
+  /// Where entry `entry`'s stored partials start in partial_ (an index built on first use).
+  std::size_t partial_offset(std::uint32_t entry) const;
+  /// The length of partial_ in use by the entries up to and including `last`.
+  std::size_t partials_through(std::uint32_t last) const;
   [[noreturn]] void throw_foreign(const char* what, const Tape* owner) const;
   [[noreturn]] void throw_stale(const char* what, std::uint32_t generation) const;
   template <Element T>
@@ -309,7 +344,9 @@ class Tape {
   std::size_t capacity_ = 0;
   std::unique_ptr<double[]> value_;
   std::unique_ptr<std::uint64_t[]> word_;  // op (6 bits) | b (29 bits) | a (29 bits)
-  std::unique_ptr<double[]> partial_;      // two per entry
+  std::unique_ptr<double[]> partial_;      // 0, 1 or 2 per entry, in entry order (room for 2 per entry)
+  std::size_t psize_ = 0;           // partials stored
+  mutable std::vector<std::uint32_t> poffset_;  // partial_offset's index, for entries below its size
   std::uint32_t generation_ = 1;
   std::vector<Node> nodes_;
   std::vector<std::uint32_t> leaves_;  // tensor leaf entries with a version stamp

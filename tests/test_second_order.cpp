@@ -347,7 +347,7 @@ TEST_CASE("second-order: jvp and hvp reject bad directions with typed errors") {
 TEST_CASE("second-order: the Rosenbrock function's Hessian in closed form") {
   // f(x, y) = (1 - x)² + 100 (y - x²)²:
   //   f_xx = 2 - 400 (y - x²) + 800 x²,  f_xy = -400 x,  f_yy = 200.
-  for (const auto [x0, y0] : {std::pair{-1.2, 1.0}, std::pair{1.0, 1.0}, std::pair{0.3, -0.4}}) {
+  for (const auto& [x0, y0] : {std::pair{-1.2, 1.0}, std::pair{1.0, 1.0}, std::pair{0.3, -0.4}}) {
     Tape tape;
     const UnfusedVar x = tape.variable(x0), y = tape.variable(y0);
     const Var f = square(1.0 - x) + 100.0 * square(y - square(x));
