@@ -81,7 +81,7 @@ struct Build {
   }
   /// An expression as an operand: throws if it was made before tape.clear().
   [[gnu::always_inline]] static const Expr& of(const Expr& e, const char* what) {
-    e.tape_->check(e.tape_, e.gen_, e.leaf_[0], what);
+    e.tape_->check_generation(e.tape_, e.gen_, what);
     return e;
   }
 
@@ -157,7 +157,7 @@ struct Build {
     } else {
       const Expr& a = of(x, what);
       const Expr& b = of(y, what);
-      a.tape_->check(b.tape_, b.gen_, b.leaf_[0], what);  // one tape
+      a.tape_->check_generation(b.tape_, b.gen_, what);  // one tape
       const auto [v, pa, pb] = f(a.value_, b.value_);
       return combine(a, b, op, v, pa, pb);
     }

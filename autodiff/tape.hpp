@@ -289,7 +289,14 @@ class Tape {
   /// clear() (or not naming an entry) StaleHandleError.
   void check(const Tape* owner, std::uint32_t generation, std::uint32_t entry, const char* what) const {
     if (owner != this) throw_foreign(what, owner);
-    if (generation != generation_ || entry >= size_ || entry == 0) throw_stale(what, generation);
+    // entry - 1 wraps for entry 0 (the sink), so one comparison covers 1 <= entry < size().
+    if (generation != generation_ || std::size_t{entry} - 1 >= size_ - 1) throw_stale(what, generation);
+  }
+  /// The part of check() an unrecorded expression needs: its Vars were checked when it was made,
+  /// and entries of the same generation stay valid, so the generation alone says it is current.
+  void check_generation(const Tape* owner, std::uint32_t generation, const char* what) const {
+    if (owner != this) throw_foreign(what, owner);
+    if (generation != generation_) throw_stale(what, generation);
   }
   /// Checks that y can seed a sweep: a handle of this tape (as check() does) whose value has exactly
   /// one element (ShapeError otherwise, naming `what`, y and its shape).  Returns y's entry.
