@@ -3,8 +3,10 @@
 // gradients, Hessians (symmetry, closed forms), Jacobians, and the errors.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <set>
 #include <string>
+#include <vector>
 
 #include <doctest/doctest.h>
 
@@ -474,6 +476,54 @@ TEST_CASE("second-order: an output-only jvp reuses tangent buffers without chang
   second_order::check_tangent([](Tape&, S x) { return matmul(x[0], x[1]); }, {random({2, 0}, 68), random({0, 3}, 69)});
   second_order::check_tangent([](Tape&, S x) { return linear(x[0], x[1], x[2]); },
                               {random({2, 0}, 70), random({3, 0}, 71), random({3}, 72)});
+}
+
+TEST_CASE("second-order: softmax_cross_entropy tangent and H·v at extreme logits equal their closed forms") {
+  // The rules read the softmax the forward pass kept.  Logits ±1000 (and a -inf) leave no room for
+  // an exponential computed carelessly; the closed forms use p from the shifted exponentials:
+  //   J̇ = (1/B) Σ_b (⟨p_b, ż_b⟩ − ż_{b,y_b}),   (H v)_b = (1/B) (diag p_b − p_b p_bᵀ) v_b.
+  const double inf = std::numeric_limits<double>::infinity();
+  const Array<double> z0(make_shape({3, 3}), {1000.0, -1000.0, 0.0, -1000.0, 999.0, 1000.0, -inf, 0.5, -0.25});
+  const Array<double> v(make_shape({3, 3}), {0.3, -1.1, 0.7, 2.0, -0.4, 0.9, 1.5, -0.6, 0.2});
+  const std::int32_t labels[] = {1, 2, 1};
+  const auto record = [&](Tape& tape) {
+    const Tensor z = tape.leaf(z0);
+    return std::pair{z, softmax_cross_entropy(z, labels)};
+  };
+  std::vector<double> p(9);
+  for (int b = 0; b < 3; ++b) {
+    double m = -inf, sum = 0.0;
+    for (int k = 0; k < 3; ++k) m = std::max(m, z0(b, k));
+    for (int k = 0; k < 3; ++k) sum += std::exp(z0(b, k) - m);
+    for (int k = 0; k < 3; ++k) p[static_cast<std::size_t>(3 * b + k)] = std::exp(z0(b, k) - m) / sum;
+  }
+  double jdot = 0.0;
+  std::vector<double> hv(9);
+  for (int b = 0; b < 3; ++b) {
+    double pv = 0.0;
+    for (int k = 0; k < 3; ++k) pv += p[static_cast<std::size_t>(3 * b + k)] * v(b, k);
+    jdot += pv - v(b, labels[b]);
+    for (int k = 0; k < 3; ++k)
+      hv[static_cast<std::size_t>(3 * b + k)] = p[static_cast<std::size_t>(3 * b + k)] * (v(b, k) - pv) / 3.0;
+  }
+  jdot /= 3.0;
+  {
+    Tape tape;
+    const auto [z, loss] = record(tape);
+    CHECK(std::isfinite(loss.item()));
+    const Array<double> got = jvp(tape, loss, {Direction(z, v)});
+    CHECK(got[0] == doctest::Approx(jdot).epsilon(1e-14));
+  }
+  {
+    Tape tape;
+    const auto [z, loss] = record(tape);
+    const Gradients r = hvp(tape, loss, {Direction(z, v)});
+    for (std::int64_t i = 0; i < 9; ++i) {
+      INFO("element " << i);
+      CHECK(std::isfinite(r[z].flat(i)));
+      CHECK(r[z].flat(i) == doctest::Approx(hv[static_cast<std::size_t>(i)]).epsilon(1e-14).scale(1e-300));
+    }
+  }
 }
 
 TEST_CASE("second-order: float32 tangents and Hessian-vector products agree with float64") {

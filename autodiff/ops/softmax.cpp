@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <vector>
 
 #include "autodiff/ops/axis.hpp"
 #include "autodiff/forward.hpp"
@@ -17,17 +16,25 @@ namespace {
 
 /// For each slice (o, ·, i) of x along the axis, calls f(m, log Σ_k exp(x_k - m), o, i), where m is
 /// the slice's maximum.  A slice of only -inf (or an empty one) takes m = 0, so x - m stays -inf
-/// rather than NaN; a +inf element makes its slice NaN.
+/// rather than NaN; a +inf element makes its slice NaN.  With `prob`, also writes softmax(x) there
+/// (in double, laid out like x) from the same exponentials.
 template <Element T, class F>
-void for_each_slice(const T* x, const ops::AxisSplit& s, F&& f) {
+void for_each_slice(const T* x, const ops::AxisSplit& s, F&& f, double* prob = nullptr) {
   for (std::int64_t o = 0; o < s.outer; ++o)
     for (std::int64_t i = 0; i < s.inner; ++i) {
-      const T* xs = x + o * s.n * s.inner + i;
+      const std::int64_t first = o * s.n * s.inner + i;
+      const T* xs = x + first;
       double m = -std::numeric_limits<double>::infinity();
       for (std::int64_t k = 0; k < s.n; ++k) m = std::max(m, static_cast<double>(xs[k * s.inner]));
       if (m == -std::numeric_limits<double>::infinity()) m = 0.0;
       double z = 0.0;
-      for (std::int64_t k = 0; k < s.n; ++k) z += std::exp(static_cast<double>(xs[k * s.inner]) - m);
+      for (std::int64_t k = 0; k < s.n; ++k) {
+        const double e = std::exp(static_cast<double>(xs[k * s.inner]) - m);
+        if (prob) prob[first + k * s.inner] = e;
+        z += e;
+      }
+      if (prob)
+        for (std::int64_t k = 0; k < s.n; ++k) prob[first + k * s.inner] /= z;
       f(m, std::log(z), o, i);
     }
 }
@@ -201,11 +208,12 @@ constexpr OpDescriptor log_softmax_op{.name = "log_softmax", .backward = log_sof
                                       .tangent = log_softmax_tangent, .curvature = log_softmax_curvature,
                                       .params = axis_params};
 
-/// softmax_cross_entropy's saved state: the labels and each row's log Σ_k exp(z_k) (with the
-/// row maximum already added back), both copied onto the tape.
+/// softmax_cross_entropy's saved state: the labels and softmax(z) in double, both on the tape.  The
+/// forward pass computes the exponentials anyway; keeping p spares the backward, tangent and
+/// curvature rules from computing them again.
 struct CrossEntropyState {
   const std::int32_t* labels = nullptr;
-  const double* log_sum = nullptr;
+  const double* prob = nullptr;  // [rows, classes]
   std::int64_t rows = 0, classes = 0;
 };
 
@@ -217,28 +225,14 @@ void softmax_cross_entropy_backward(BackwardContext& c) {
     T* dz = c.arg_grad_or_fresh<T>(0, fresh);
     if (!dz) return;
     const auto& s = c.saved<CrossEntropyState>();
-    const T* z = c.arg_value<T>(0);
     const double g = static_cast<double>(c.grad<T>()[0]) / static_cast<double>(s.rows);
     for (std::int64_t b = 0; b < s.rows; ++b) {
       const std::int64_t row = b * s.classes;
-      ops::accumulate(dz + row, fresh, s.classes, [&](std::int64_t k) {
-        const double p = std::exp(static_cast<double>(z[row + k]) - s.log_sum[b]);
-        return static_cast<T>(g * (p - (k == s.labels[b] ? 1.0 : 0.0)));
-      });
+      const double* p = s.prob + row;
+      ops::accumulate(dz + row, fresh, s.classes,
+                      [&](std::int64_t k) { return static_cast<T>(g * (p[k] - (k == s.labels[b] ? 1.0 : 0.0))); });
     }
   });
-}
-
-/// Calls f(row, p) for each row b, with p[k] = softmax(z)[b, k] (a buffer of `classes` doubles).
-template <Element T, class F>
-void each_row_softmax(const T* z, const CrossEntropyState& s, std::vector<double>& p, F&& f) {
-  p.resize(static_cast<std::size_t>(s.classes));
-  for (std::int64_t b = 0; b < s.rows; ++b) {
-    const std::int64_t row = b * s.classes;
-    for (std::int64_t k = 0; k < s.classes; ++k)
-      p[static_cast<std::size_t>(k)] = std::exp(static_cast<double>(z[row + k]) - s.log_sum[b]);
-    f(b, row, p.data());
-  }
 }
 
 /// Forward mode: J̇ = (1/B) Σ_b (Σ_k p_bk ż_bk − ż_{b, y_b}), p = softmax(z).
@@ -247,12 +241,12 @@ void softmax_cross_entropy_tangent(TangentContext& c) {
     const T* dz = c.arg_tangent<T>(0);
     if (!dz) return;
     const auto& s = c.saved<CrossEntropyState>();
-    std::vector<double> p;
     double total = 0.0;
-    each_row_softmax(c.arg_value<T>(0), s, p, [&](std::int64_t b, std::int64_t row, const double* pb) {
-      for (std::int64_t k = 0; k < s.classes; ++k) total += pb[k] * static_cast<double>(dz[row + k]);
+    for (std::int64_t b = 0; b < s.rows; ++b) {
+      const std::int64_t row = b * s.classes;
+      for (std::int64_t k = 0; k < s.classes; ++k) total += s.prob[row + k] * static_cast<double>(dz[row + k]);
       total -= static_cast<double>(dz[row + s.labels[b]]);
-    });
+    }
     c.fresh_tangent<T>()[0] = static_cast<T>(total / static_cast<double>(s.rows));
   });
 }
@@ -267,13 +261,14 @@ void softmax_cross_entropy_curvature(CurvatureContext& c) {
     if (!r || !dz || !g) return;
     const auto& s = c.saved<CrossEntropyState>();
     const double scale = static_cast<double>(g[0]) / static_cast<double>(s.rows);
-    std::vector<double> p;
-    each_row_softmax(c.arg_value<T>(0), s, p, [&](std::int64_t, std::int64_t row, const double* pb) {
+    for (std::int64_t b = 0; b < s.rows; ++b) {
+      const std::int64_t row = b * s.classes;
+      const double* pb = s.prob + row;
       double mean_dz = 0.0;
       for (std::int64_t k = 0; k < s.classes; ++k) mean_dz += pb[k] * static_cast<double>(dz[row + k]);
       for (std::int64_t k = 0; k < s.classes; ++k)
         r[row + k] += static_cast<T>(scale * pb[k] * (static_cast<double>(dz[row + k]) - mean_dz));
-    });
+    }
   });
 }
 
@@ -287,7 +282,7 @@ ParamText labels_params(const Tape&, const Node& n) {
 void softmax_cross_entropy_explain(const ExplainQuery& q, Explanation& out) {
   const auto& s = *static_cast<const CrossEntropyState*>(q.node.saved);
   const std::int64_t b = q.element / s.classes, k = q.element % s.classes;
-  const double p = std::exp(q.tape.value_view(q.node.args[0]).flat(q.element) - s.log_sum[b]);
+  const double p = s.prob[q.element];
   out.products.push_back(
       {.factor = (p - (k == s.labels[b] ? 1.0 : 0.0)) / static_cast<double>(s.rows), .adjoint_element = 0});
   out.note = fmt::format("(softmax − onehot) / B at row {}, label {}", b, s.labels[b]);
@@ -328,15 +323,17 @@ Tensor softmax_cross_entropy(const Tensor& z, std::span<const std::int32_t> labe
                                    labels[static_cast<std::size_t>(b)], b, classes, ops::describe_operand(z, "logits")));
   auto* kept = static_cast<std::int32_t*>(tape.allocate(sizeof(std::int32_t) * labels.size()));
   std::copy(labels.begin(), labels.end(), kept);
-  double* log_sum = tape.allocate_elements<double>(rows);
+  double* prob = tape.allocate_elements<double>(rows * classes);
   const DType dtype = nz.dtype;
   void* out = dispatch(dtype, [&]<class T>() -> void* {
     const T* zv = static_cast<const T*>(nz.data);
     double total = 0.0;
-    for_each_slice(zv, ops::split_at_axis(nz.shape, 1), [&](double m, double log_z, std::int64_t b, std::int64_t) {
-      log_sum[b] = m + log_z;
-      total += log_sum[b] - static_cast<double>(zv[b * classes + kept[b]]);
-    });
+    for_each_slice(
+        zv, ops::split_at_axis(nz.shape, 1),
+        [&](double m, double log_z, std::int64_t b, std::int64_t) {
+          total += m + log_z - static_cast<double>(zv[b * classes + kept[b]]);
+        },
+        prob);
     T* y = tape.allocate_elements<T>(1);
     // A logit of ±inf or NaN makes J NaN; x86 makes inf − inf a NaN with the sign bit set, which
     // prints as "-nan": give it the plain NaN that -mean(pick(log_softmax(z))) gives.
@@ -345,7 +342,7 @@ Tensor softmax_cross_entropy(const Tensor& z, std::span<const std::int32_t> labe
     return y;
   });
   return ops::record_tensor(tape, softmax_cross_entropy_op, dtype, Shape{}, out, {z.index()},
-                            CrossEntropyState{kept, log_sum, rows, classes});
+                            CrossEntropyState{kept, prob, rows, classes});
 }
 
 }  // namespace ad
