@@ -257,6 +257,9 @@ void Tape::sweep(Gradients& g, std::uint32_t last, const SweepHooks* hooks) cons
       }
       continue;
     }
+    if constexpr (!hooked) {
+      if ((w << 6) == 0) continue;  // no arguments (a leaf): nothing stored, nothing to pass on
+    }
     const auto a = static_cast<std::uint32_t>(w & max_entries), b = static_cast<std::uint32_t>((w >> 29) & max_entries);
     // The entry's partials: stored ones (the pointer steps back over them) or the op's constants.
     double pa, pb;
@@ -285,7 +288,6 @@ void Tape::sweep(Gradients& g, std::uint32_t last, const SweepHooks* hooks) cons
       }
       if (hooks->after) hooks->after(step);
     } else {
-      if ((w << 6) == 0) continue;  // no arguments (a leaf)
       const double gi = adj[i];
       if (gi == 0.0) continue;  // nothing flowed in: skip, so an infinite partial cannot make 0·inf = NaN
       adj[a] += pa * gi;
