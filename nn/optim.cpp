@@ -151,14 +151,9 @@ void ParameterCopy::restore() const {
 
 namespace {
 
-// The updates are element by element.  Every parameter is cut into one range per thread at the
-// same fractions (range p of a parameter of n elements starts near n·p/threads, at a multiple of 16
-// elements), and all parameters are updated in ONE job of the backend's pool: thread p's chunk
-// updates range p of every parameter.  The products split a weight matrix the same way (one block
-// of its rows per thread), so the thread that wrote a block of a gradient, and read that block of
-// the weights, also updates it, from its own cache.  Every element gets the same arithmetic
-// whatever the thread count.  Below 2·grain elements in all a second thread costs more than it
-// saves (the grain is about 20 µs of work on one core): everything runs on the calling thread.
+// The updates are element by element, so they are spread over the backend's threads in ranges
+// (every element gets the same arithmetic whatever the thread count).  Below the grain a second
+// thread costs more than it saves: about 20 µs of work on one core.
 constexpr std::int64_t sgd_grain = 32768;
 constexpr std::int64_t adam_grain = 8192;
 
@@ -178,93 +173,53 @@ inline auto non_finite_bit(T x) {
   return (std::bit_cast<U>(x) & exponent) + (U{1} << mantissa);
 }
 
-/// Whether none of the bits collected with non_finite_bit<T> marks a non-finite value.
-template <class T, class U>
-inline bool all_finite(U bits) {
-  return (bits >> (8 * sizeof(T) - 1)) == 0;
-}
-
-/// Where range `part` of `parts` of a parameter of n elements starts (part = parts: n).
-inline std::int64_t range_start(std::int64_t n, std::int64_t part, std::int64_t parts) {
-  if (part >= parts) return n;
-  return std::min(n, n * part / parts / 16 * 16);
-}
-
-/// Runs kernel(k, begin, end) -> bool (whether the new values of that range are all finite) over
-/// every parameter k, in one pool job as described above.  Returns whether every range was finite.
-template <class Kernel>
-bool update_ranges(const ParameterList& params, std::int64_t grain, const Kernel& kernel) {
-  std::int64_t total = 0;
-  for (const auto& p : params) total += p->size();
-  const std::int64_t parts = std::min<std::int64_t>(ad::backend::threads(), total / grain);
+/// Runs body(begin, end, bits) over [0, n) in ranges on the backend's threads; `bits` collects
+/// non_finite_bit of the new values.  Returns whether no range saw a non-finite one.
+template <class T, class Body>
+bool for_ranges(std::int64_t n, std::int64_t grain, const Body& body) {
   std::atomic<bool> finite{true};
-  const auto chunk = [&](std::int64_t part, std::int64_t of) {
-    bool ok = true;
-    for (std::size_t k = 0; k < params.size(); ++k) {
-      const std::int64_t n = params[k]->size();
-      const std::int64_t b = range_start(n, part, of), e = range_start(n, part + 1, of);
-      if (b < e) ok &= kernel(k, b, e);
-    }
-    if (!ok) finite.store(false, std::memory_order_relaxed);
-  };
-  if (parts < 2) chunk(0, 1);
-  else ad::backend::run_chunks(static_cast<int>(parts), [&](int part) { chunk(part, parts); });
+  ad::backend::parallel_for_balanced(n, grain, [&](std::int64_t b, std::int64_t e) {
+    decltype(non_finite_bit(T(0))) bits = 0;
+    body(b, e, bits);
+    if (bits >> (8 * sizeof(T) - 1)) finite.store(false, std::memory_order_relaxed);
+  });
   return finite.load();
 }
 
 /// w ← w − α (g + λ w): the plain step (9.14/9.15 with the regulariser's gradient λw); w − α g for
-/// a parameter without decay (a separate loop, so that neither branches).  Over [b, e).
+/// a parameter without decay (a separate loop, so that neither branches).
 template <bool keep, bool decay, class T>
-bool sgd_plain(T* __restrict w, T* __restrict g, std::int64_t b, std::int64_t e, T lr, T wd) {
-  decltype(non_finite_bit(T(0))) bits = 0;
-  for (std::int64_t i = b; i < e; ++i) {
-    const T w0 = w[i];
-    const T w1 = decay ? w0 - lr * (g[i] + wd * w0) : w0 - lr * g[i];
-    w[i] = w1;
-    if constexpr (keep) {
-      g[i] = w0;
-      bits |= non_finite_bit(w1);
+bool sgd_plain(T* __restrict w, T* __restrict g, std::int64_t n, T lr, T wd) {
+  return for_ranges<T>(n, sgd_grain, [=](std::int64_t b, std::int64_t e, auto& bits) {
+    for (std::int64_t i = b; i < e; ++i) {
+      const T w0 = w[i];
+      const T w1 = decay ? w0 - lr * (g[i] + wd * w0) : w0 - lr * g[i];
+      w[i] = w1;
+      if constexpr (keep) {
+        g[i] = w0;
+        bits |= non_finite_bit(w1);
+      }
     }
-  }
-  return all_finite<T>(bits);
+  });
 }
 
-/// v ← μ v + (g + λ w);  w ← w − α v, or w − α (g + λ w + μ v) with Nesterov.  Over [b, e).
+/// v ← μ v + (g + λ w);  w ← w − α v, or w − α (g + λ w + μ v) with Nesterov.
 template <bool keep, class T>
-bool sgd_momentum(T* __restrict w, T* __restrict g, T* __restrict v, std::int64_t b, std::int64_t e, T lr, T mu,
-                  T wd, bool nesterov) {
-  decltype(non_finite_bit(T(0))) bits = 0;
-  for (std::int64_t i = b; i < e; ++i) {
-    const T w0 = w[i];
-    const T d = g[i] + wd * w0;
-    v[i] = mu * v[i] + d;
-    const T w1 = w0 - lr * (nesterov ? d + mu * v[i] : v[i]);
-    w[i] = w1;
-    if constexpr (keep) {
-      g[i] = w0;
-      bits |= non_finite_bit(w1);
+bool sgd_momentum(T* __restrict w, T* __restrict g, T* __restrict v, std::int64_t n, T lr, T mu, T wd,
+                  bool nesterov) {
+  return for_ranges<T>(n, sgd_grain, [=](std::int64_t b, std::int64_t e, auto& bits) {
+    for (std::int64_t i = b; i < e; ++i) {
+      const T w0 = w[i];
+      const T d = g[i] + wd * w0;
+      v[i] = mu * v[i] + d;
+      const T w1 = w0 - lr * (nesterov ? d + mu * v[i] : v[i]);
+      w[i] = w1;
+      if constexpr (keep) {
+        g[i] = w0;
+        bits |= non_finite_bit(w1);
+      }
     }
-  }
-  return all_finite<T>(bits);
-}
-
-/// Each parameter's elements, for an update spread over threads: data() bumps the parameter's
-/// version stamp, so it is called here, once, before the work is spread.
-void take_data(const ParameterList& params, std::vector<void*>& out) {
-  out.resize(params.size());
-  for (std::size_t k = 0; k < params.size(); ++k)
-    out[k] = ad::dispatch(params[k]->dtype(), [&]<class T>() -> void* { return params[k]->array<T>().data(); });
-}
-
-/// Optimiser state of parameter k (zeros, sized on first use) in the vector of its element type.
-template <class T>
-T* state(std::vector<std::vector<float>>& s32, std::vector<std::vector<double>>& s64, std::size_t k, std::int64_t n) {
-  std::vector<T>& s = [&]() -> std::vector<T>& {
-    if constexpr (std::is_same_v<T, float>) return s32[k];
-    else return s64[k];
-  }();
-  s.resize(static_cast<std::size_t>(n), T(0));
-  return s.data();
+  });
 }
 
 }  // namespace
@@ -284,27 +239,26 @@ void SGD::set_learning_rate(double lr) {
 
 template <bool keep>
 bool SGD::update_all() {
-  // Pointers first (a chunk must not resize a vector that another chunk reads).
-  const bool momentum = options.momentum != 0.0;
-  take_data(params_, data_);
-  velocity_.assign(params_.size(), nullptr);
-  if (momentum)
-    for (std::size_t k = 0; k < params_.size(); ++k)
-      velocity_[k] = ad::dispatch(params_[k]->dtype(),
-                                  [&]<class T>() -> void* { return state<T>(v32_, v64_, k, params_[k]->size()); });
-  return update_ranges(params_, sgd_grain, [&](std::size_t k, std::int64_t b, std::int64_t e) {
-    const Parameter& p = *params_[k];
+  bool finite = true;
+  for (std::size_t k = 0; k < params_.size(); ++k) {
+    Parameter& p = *params_[k];
     const double wd = p.decay() ? options.weight_decay : 0.0;
-    return ad::dispatch(p.dtype(), [&]<class T>() {
-      T* w = static_cast<T*>(data_[k]);
+    finite &= ad::dispatch(p.dtype(), [&]<class T>() {
+      T* w = p.array<T>().data();
       T* g = static_cast<T*>(gradient_data(k));
-      if (!momentum)
-        return T(wd) == T(0) ? sgd_plain<keep, false, T>(w, g, b, e, T(options.lr), T(0))
-                             : sgd_plain<keep, true, T>(w, g, b, e, T(options.lr), T(wd));
-      return sgd_momentum<keep, T>(w, g, static_cast<T*>(velocity_[k]), b, e, T(options.lr), T(options.momentum),
-                                   T(wd), options.nesterov);
+      const std::int64_t n = p.size();
+      if (options.momentum == 0.0)
+        return T(wd) == T(0) ? sgd_plain<keep, false, T>(w, g, n, T(options.lr), T(0))
+                             : sgd_plain<keep, true, T>(w, g, n, T(options.lr), T(wd));
+      auto& v = [&]() -> std::vector<T>& {
+        if constexpr (std::is_same_v<T, float>) return v32_[k];
+        else return v64_[k];
+      }();
+      v.resize(static_cast<std::size_t>(n), T(0));
+      return sgd_momentum<keep, T>(w, g, v.data(), n, T(options.lr), T(options.momentum), T(wd), options.nesterov);
     });
-  });
+  }
+  return finite;
 }
 
 void SGD::update() { update_all<false>(); }
@@ -315,24 +269,24 @@ std::optional<bool> SGD::update_keeping_old_values() { return update_all<true>()
 namespace {
 
 template <bool keep, class T>
-bool adam_update(T* __restrict w, T* __restrict g, T* __restrict m, T* __restrict v, std::int64_t b, std::int64_t e,
-                 T lr_t, T b1, T b2, T eps_t, T wd) {
+bool adam_update(T* __restrict w, T* __restrict g, T* __restrict m, T* __restrict v, std::int64_t n, T lr_t, T b1,
+                 T b2, T eps_t, T wd) {
   // lr_t = α √(1 − β2^t) / (1 − β1^t) and eps_t = ε √(1 − β2^t) fold the bias corrections in:
   // α m̂ / (√v̂ + ε) = lr_t m / (√v + eps_t).
-  decltype(non_finite_bit(T(0))) bits = 0;
-  for (std::int64_t i = b; i < e; ++i) {
-    const T w0 = w[i];
-    const T d = g[i] + wd * w0;
-    m[i] = b1 * m[i] + (T(1) - b1) * d;
-    v[i] = b2 * v[i] + (T(1) - b2) * d * d;
-    const T w1 = w0 - lr_t * m[i] / (std::sqrt(v[i]) + eps_t);
-    w[i] = w1;
-    if constexpr (keep) {
-      g[i] = w0;
-      bits |= non_finite_bit(w1);
+  return for_ranges<T>(n, adam_grain, [=](std::int64_t b, std::int64_t e, auto& bits) {
+    for (std::int64_t i = b; i < e; ++i) {
+      const T w0 = w[i];
+      const T d = g[i] + wd * w0;
+      m[i] = b1 * m[i] + (T(1) - b1) * d;
+      v[i] = b2 * v[i] + (T(1) - b2) * d * d;
+      const T w1 = w0 - lr_t * m[i] / (std::sqrt(v[i]) + eps_t);
+      w[i] = w1;
+      if constexpr (keep) {
+        g[i] = w0;
+        bits |= non_finite_bit(w1);
+      }
     }
-  }
-  return all_finite<T>(bits);
+  });
 }
 
 }  // namespace
@@ -360,22 +314,23 @@ bool Adam::update_all() {
   const double c1 = 1.0 - std::pow(options.beta1, static_cast<double>(t_));
   const double c2 = 1.0 - std::pow(options.beta2, static_cast<double>(t_));
   const double lr_t = options.lr * std::sqrt(c2) / c1, eps_t = options.eps * std::sqrt(c2);
-  take_data(params_, data_);
-  moments_.resize(2 * params_.size());
-  for (std::size_t k = 0; k < params_.size(); ++k)
-    ad::dispatch(params_[k]->dtype(), [&]<class T>() {
-      moments_[2 * k] = state<T>(m32_, m64_, k, params_[k]->size());
-      moments_[2 * k + 1] = state<T>(v32_, v64_, k, params_[k]->size());
-    });
-  return update_ranges(params_, adam_grain, [&](std::size_t k, std::int64_t b, std::int64_t e) {
-    const Parameter& p = *params_[k];
+  bool finite = true;
+  for (std::size_t k = 0; k < params_.size(); ++k) {
+    Parameter& p = *params_[k];
     const double wd = p.decay() ? options.weight_decay : 0.0;
-    return ad::dispatch(p.dtype(), [&]<class T>() {
-      return adam_update<keep, T>(static_cast<T*>(data_[k]), static_cast<T*>(gradient_data(k)),
-                                  static_cast<T*>(moments_[2 * k]), static_cast<T*>(moments_[2 * k + 1]), b, e,
+    finite &= ad::dispatch(p.dtype(), [&]<class T>() {
+      const std::int64_t n = p.size();
+      auto [m, v] = [&]() -> std::pair<std::vector<T>&, std::vector<T>&> {
+        if constexpr (std::is_same_v<T, float>) return {m32_[k], v32_[k]};
+        else return {m64_[k], v64_[k]};
+      }();
+      m.resize(static_cast<std::size_t>(n), T(0));
+      v.resize(static_cast<std::size_t>(n), T(0));
+      return adam_update<keep, T>(p.array<T>().data(), static_cast<T*>(gradient_data(k)), m.data(), v.data(), n,
                                   T(lr_t), T(options.beta1), T(options.beta2), T(eps_t), T(wd));
     });
-  });
+  }
+  return finite;
 }
 
 void Adam::update() { update_all<false>(); }

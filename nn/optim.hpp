@@ -129,7 +129,6 @@ class SGD : public Optimizer {
   bool update_all();
   std::vector<std::vector<float>> v32_;
   std::vector<std::vector<double>> v64_;
-  std::vector<void*> data_, velocity_;  // per parameter, for the update in progress
 };
 
 struct AdamOptions {
@@ -159,7 +158,6 @@ class Adam : public Optimizer {
   long t_ = 0;
   std::vector<std::vector<float>> m32_, v32_;
   std::vector<std::vector<double>> m64_, v64_;
-  std::vector<void*> data_, moments_;  // per parameter (moments: m then v), for the update in progress
 };
 
 /// The first NaN or infinite element of the parameters (in order, then flat order), or nullopt.
