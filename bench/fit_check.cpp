@@ -10,10 +10,17 @@
 //    gathering of the shuffled rows into batches):
 //      fit_epoch fashion_mnist: median <s> s check on, <s> s off (<n> epochs each), gather <ms> ms, threads=<t>
 //        late_events=<n> jobs_run_alone=<jobs the pool ran on the calling thread alone, backing off>/<jobs>
+// 3. Where a step of that epoch goes: the loop of nn::fit written out (gather the next batch,
+//    forward, loss and its value, backward sweep, optimiser: collect and apply_checked), each phase
+//    timed, medians over the steps of the epochs after the first:
+//      fit_phases fashion_mnist: step <us> = gather <us> + forward <us> + loss <us> + backward <us>
+//        + update <us> (+ rest), threads=<t> late_events=<n> jobs_run_alone=<n>/<jobs>
 //
 //   build/bench/fit_check [runs, default 7] [Fashion-MNIST runs, default 3] [epochs per run, default 3]
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <vector>
 
 #include "autodiff/backend/pool.hpp"
 #include "bench_util.hpp"
@@ -82,6 +89,58 @@ void fashion_mnist(int runs, int epochs) {
               static_cast<unsigned long long>(after.jobs - before.jobs));
 }
 
+/// Phase medians of the Fashion-MNIST training step (part 3 above).
+void fashion_mnist_phases(int epochs) {
+  nn::Dataset train;
+  try {
+    train = nn::load_fashion_mnist("train");
+  } catch (const nn::DataError&) {
+    return;  // said by fashion_mnist() already
+  }
+  nn::Rng rng(2024);
+  nn::MLP net({784, 256, 128, 10}, nn::relu, rng);
+  nn::SGD opt(net.parameters(), {.lr = 0.05, .momentum = 0.9, .weight_decay = 1e-4});
+  ad::Tape tape;
+  enum { gather, forward, loss, backward, update, step, phases };
+  std::vector<double> t[phases];
+  const ad::backend::PoolStats before = ad::backend::pool_stats();
+  for (int epoch = 1; epoch <= epochs; ++epoch) {
+    auto batches = nn::batches(train, 128, rng);
+    for (auto it = batches.begin(); it != batches.end();) {
+      const auto t1 = bench::Clock::now();
+      const auto [x, y] = *it;
+      tape.clear();
+      const ad::Tensor scores = net(tape, x);
+      const auto t2 = bench::Clock::now();
+      const ad::Tensor J = nn::softmax_cross_entropy(scores, y);
+      const double value = J.item();
+      const auto t3 = bench::Clock::now();
+      ad::Gradients g = tape.gradient(J);
+      const auto t4 = bench::Clock::now();
+      opt.collect(g);
+      const bool bad = opt.apply_checked().has_value() || !std::isfinite(value);
+      const auto t5 = bench::Clock::now();
+      ++it;  // gathers the next batch
+      const auto t6 = bench::Clock::now();
+      if (bad) std::printf("fit_phases: a non-finite step\n");
+      if (epoch == 1) continue;
+      const bench::Clock::time_point at[] = {t5, t6, t1, t2, t3, t4, t5};  // gather, then the others in order
+      t[gather].push_back(1e6 * bench::seconds_between(at[0], at[1]));
+      for (int p = forward; p < step; ++p) t[p].push_back(1e6 * bench::seconds_between(at[p + 1], at[p + 2]));
+      t[step].push_back(1e6 * bench::seconds_between(t1, t6));
+    }
+  }
+  if (t[step].empty()) return;
+  const ad::backend::PoolStats after = ad::backend::pool_stats();
+  std::printf("fit_phases fashion_mnist: step %.1f us = gather %.1f + forward %.1f + loss %.1f + backward %.1f + "
+              "update %.1f (medians of %zu steps), threads=%d late_events=%llu jobs_run_alone=%llu/%llu\n",
+              bench::median(t[step]), bench::median(t[gather]), bench::median(t[forward]), bench::median(t[loss]),
+              bench::median(t[backward]), bench::median(t[update]), t[step].size(), ad::backend::threads(),
+              static_cast<unsigned long long>(after.late - before.late),
+              static_cast<unsigned long long>(after.serial_backoff - before.serial_backoff),
+              static_cast<unsigned long long>(after.jobs - before.jobs));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -89,6 +148,9 @@ int main(int argc, char** argv) {
   const int fashion_runs = argc > 2 ? std::atoi(argv[2]) : 3;
   const int epochs = argc > 3 ? std::atoi(argv[3]) : 3;
   if (runs > 0) synthetic(runs);
-  if (fashion_runs > 0 && epochs > 1) fashion_mnist(fashion_runs, epochs);
+  if (fashion_runs > 0 && epochs > 1) {
+    fashion_mnist(fashion_runs, epochs);
+    fashion_mnist_phases(epochs);
+  }
   return 0;
 }

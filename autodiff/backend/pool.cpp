@@ -33,6 +33,7 @@ constexpr auto idle_spin = std::chrono::microseconds(200);   // a worker's spin 
 constexpr auto late_floor = std::chrono::microseconds(100);  // waits shorter than this are never "late"
 constexpr auto backoff_min = std::chrono::milliseconds(20);
 constexpr auto backoff_max = std::chrono::milliseconds(1000);
+constexpr int late_window = 200;  // jobs within which a second late worker starts a back-off
 
 int affinity_cpus() {
   cpu_set_t set;
@@ -100,15 +101,21 @@ class Pool {
       if (spins > 256 && Clock::now() - t1 > std::chrono::microseconds(50)) std::this_thread::yield();
     }
     const auto waited = Clock::now() - t1;
-    // A worker held the caller up for longer than the caller's own work took: its core is
-    // contended.  Run on the calling thread alone for a while.
+    // A worker held the caller up for longer than the caller's own work took.  Once is a hiccup
+    // (an interrupt, a short-lived process on its core); a second time within late_window jobs
+    // with workers, its core is contended: run on the calling thread alone for a while.  (Jobs
+    // run alone do not count, so after a back-off the first late worker starts the next one.)
     if (mine > 0 && waited > late_floor && waited > (t1 - t0)) {
       ++stats_.late;
-      serial_until_ = Clock::now() + backoff_;
-      backoff_ = std::min<Clock::duration>(backoff_ * 2, backoff_max);
+      if (since_late_ <= late_window) {
+        serial_until_ = Clock::now() + backoff_;
+        backoff_ = std::min<Clock::duration>(backoff_ * 2, backoff_max);
+      }
+      since_late_ = 0;
       calm_jobs_ = 0;
-    } else if (++calm_jobs_ >= 1000) {
-      backoff_ = backoff_min;
+    } else {
+      if (since_late_ <= late_window) ++since_late_;
+      if (++calm_jobs_ >= 1000) backoff_ = backoff_min;
     }
     if (error_) std::rethrow_exception(error_);
   }
@@ -186,6 +193,7 @@ class Pool {
   Clock::time_point serial_until_{};
   Clock::duration backoff_ = backoff_min;
   int calm_jobs_ = 0;
+  int since_late_ = late_window + 1;  // jobs with workers since the last late one (capped)
 };
 
 struct Config {

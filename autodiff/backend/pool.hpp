@@ -4,10 +4,11 @@
 // numbered chunks that every thread claims from one shared counter, so a thread that is late
 // (asleep, or preempted by another process on its core) simply gets fewer chunks, and the caller
 // never waits for a worker that has not started.  A worker that has claimed a chunk and is then
-// preempted does hold the caller up; when that happens (the caller waits longer than its own share
-// took, and at least 100 µs), the pool runs everything on the calling thread for a while (20 ms,
-// doubling on each repeat up to 1 s) before it tries its workers again.  This is what keeps a
-// busy machine from turning the default into something far slower than one thread.
+// preempted does hold the caller up (the caller waits longer than its own share took, and at least
+// 100 µs).  Once is taken for a hiccup; when it happens again within 200 jobs, the pool runs
+// everything on the calling thread for a while (20 ms, doubling on each repeat up to 1 s) before
+// it tries its workers again.  This is what keeps a busy machine from turning the default into
+// something far slower than one thread, without giving up the second core for a single stall.
 //
 // Idle workers spin for about 200 µs (the gaps between the products of a training step are
 // shorter), then sleep on a futex until the next job.
@@ -86,7 +87,8 @@ void parallel_for_balanced(std::int64_t n, std::int64_t grain, F&& f) {
 }
 
 /// How the pool has been behaving, for benchmarks and tests: jobs run, jobs run on the calling
-/// thread only because the pool was backing off, and late-worker events that started a back-off.
+/// thread only because the pool was backing off, and late-worker events (the second of two within
+/// 200 jobs, and every one after a back-off, starts a back-off).
 struct PoolStats {
   std::uint64_t jobs = 0, serial_backoff = 0, late = 0;
 };
