@@ -14,7 +14,6 @@
 // log(0) or 1/0; the values and partials are what the formulas give.
 #include <cmath>
 
-#include "autodiff/backend/kernels.hpp"
 #include "autodiff/forward.hpp"
 #include "autodiff/ops/broadcast.hpp"
 #include "autodiff/ops/ops.hpp"
@@ -96,10 +95,7 @@ void unary_backward(BackwardContext& c) {
     const T* g = c.grad<T>();
     const T p = c.node().saved ? static_cast<T>(c.saved<Constant>().c) : T(0);
     const std::int64_t n = numel(c.node().shape);
-    if constexpr (requires { R::chain_range(g, x, dx, n, fresh); }) {  // a dispatched loop
-      backend::parallel_for(n, ops::elementwise_grain,
-                            [&](std::int64_t b, std::int64_t e) { R::chain_range(g + b, x + b, dx + b, e - b, fresh); });
-    } else if constexpr (requires { R::chain(T(0), T(0), T(0), T(0)); }) {
+    if constexpr (requires { R::chain(T(0), T(0), T(0), T(0)); }) {
       ops::accumulate(dx, fresh, n, [&](std::int64_t i) { return R::chain(g[i], x[i], y[i], p); });
     } else {
       ops::accumulate(dx, fresh, n, [&](std::int64_t i) { return g[i] * R::df(x[i], y[i], p); });
@@ -183,9 +179,7 @@ Tensor unary(const Tensor& x, double p = 0.0) {
     T* y = tape.allocate_elements<T>(n);
     const T pt = static_cast<T>(p);
     backend::parallel_for(n, ops::elementwise_grain, [&](std::int64_t b, std::int64_t e) {
-      if constexpr (requires { R::f_range(xv, y, n); }) R::f_range(xv + b, y + b, e - b);  // a dispatched loop
-      else
-        for (std::int64_t i = b; i < e; ++i) y[i] = R::f(xv[i], pt);
+      for (std::int64_t i = b; i < e; ++i) y[i] = R::f(xv[i], pt);
     });
     return y;
   });
@@ -538,12 +532,6 @@ struct Relu {
   // g·relu′(x) as a select rather than a product: the loop vectorises, and g passes unchanged.
   template <class T> static T chain(T g, T x, T, T) { return x > T(0) ? g : T(0); }
   static constexpr bool flat = true;
-  // The loops over whole tensors, compiled per instruction set (autodiff/backend/kernels.hpp, defined
-  // below from f and chain).
-  template <class T> static void f_range(const T* x, T* y, std::int64_t n) { backend::kernels::relu(x, y, n); }
-  template <class T> static void chain_range(const T* g, const T* x, T* dx, std::int64_t n, bool fresh) {
-    backend::kernels::relu_backward(g, x, dx, n, fresh);
-  }
 };
 
 /// x for x > 0, slope·x otherwise.  d/dx = 1 for x > 0 and slope for x ≤ 0 (the slope at 0).
@@ -596,38 +584,6 @@ struct Pow {
 };
 
 }  // namespace
-
-// ---- relu's loops, one version per instruction set (autodiff/backend/kernels.hpp) -------------------
-// Each is the rule's own f or chain over a range; the template bodies are inlined into every clone.
-namespace backend::kernels {
-namespace {
-
-template <class T>
-void relu_loop(const T* x, T* y, std::int64_t n) {
-  for (std::int64_t i = 0; i < n; ++i) y[i] = Relu::f(x[i], T(0));
-}
-
-template <class T>
-void relu_backward_loop(const T* g, const T* x, T* dx, std::int64_t n, bool fresh) {
-  if (fresh) {
-    for (std::int64_t i = 0; i < n; ++i) dx[i] = Relu::chain(g[i], x[i], T(0), T(0));
-  } else {
-    for (std::int64_t i = 0; i < n; ++i) dx[i] += Relu::chain(g[i], x[i], T(0), T(0));
-  }
-}
-
-}  // namespace
-
-DELTAGRAD_KERNEL_CLONES void relu(const float* x, float* y, std::int64_t n) { relu_loop(x, y, n); }
-DELTAGRAD_KERNEL_CLONES void relu(const double* x, double* y, std::int64_t n) { relu_loop(x, y, n); }
-DELTAGRAD_KERNEL_CLONES void relu_backward(const float* g, const float* x, float* dx, std::int64_t n, bool fresh) {
-  relu_backward_loop(g, x, dx, n, fresh);
-}
-DELTAGRAD_KERNEL_CLONES void relu_backward(const double* g, const double* x, double* dx, std::int64_t n, bool fresh) {
-  relu_backward_loop(g, x, dx, n, fresh);
-}
-
-}  // namespace backend::kernels
 
 // ---- the ops -------------------------------------------------------------------------------------------
 
