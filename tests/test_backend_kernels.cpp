@@ -67,7 +67,7 @@ void check_column_sums() {
 }  // namespace
 
 TEST_CASE("backend: the dispatched column sums equal plain row-order sums bit for bit, float32 and float64") {
-  INFO("loops_isa=", kernels::isa());
+  INFO("loops_isa=", std::string(kernels::isa()));
   check_column_sums<float>();
   check_column_sums<double>();
 }
