@@ -12,6 +12,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -44,7 +45,8 @@ template <class T>
 void check_column_sums() {
   for (const std::int64_t rows : {0, 1, 2, 5, 16, 129}) {
     for (const std::int64_t cols : {1, 3, 10, 17, 64, 256, 300}) {
-      const auto g = finite<T>(static_cast<std::size_t>(rows * cols), static_cast<std::uint32_t>(rows * 1000 + cols));
+      const auto n = static_cast<std::size_t>(rows * cols);
+      const auto g = finite<T>(n, static_cast<std::uint32_t>(rows * 1000 + cols));
       const auto db0 = finite<T>(static_cast<std::size_t>(cols), static_cast<std::uint32_t>(cols));
       // The whole row and ranges of columns, as parallel_for hands them to the threads.
       const std::pair<std::int64_t, std::int64_t> ranges[] = {{0, cols}, {cols / 3, cols}, {1, cols - 1}, {0, cols / 2}};
