@@ -1,5 +1,6 @@
-// deltagrad's own loops compiled per instruction set (autodiff/backend/kernels.hpp): the version the
-// CPU runs against plain loops written here, bit for bit, and the name it reports.
+// deltagrad's own loops compiled per instruction set (autodiff/backend/kernels.hpp): every version
+// this CPU can run, and the one it chooses, against plain loops written here, bit for bit; and the
+// name it reports.
 //
 // Why bit for bit: a column sum adds the rows of each column in row order, with nothing
 // reassociated or contracted, so every element of the result is the same sequence of IEEE additions
@@ -42,7 +43,7 @@ bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
 }
 
 template <class T>
-void check_column_sums() {
+void check_column_sums(const kernels::Isa* isa) {
   for (const std::int64_t rows : {0, 1, 2, 5, 16, 129}) {
     for (const std::int64_t cols : {1, 3, 10, 17, 64, 256, 300}) {
       const auto n = static_cast<std::size_t>(rows * cols);
@@ -50,14 +51,16 @@ void check_column_sums() {
       const auto db0 = finite<T>(static_cast<std::size_t>(cols), static_cast<std::uint32_t>(cols));
       // The whole row and ranges of columns, as parallel_for hands them to the threads.
       const std::pair<std::int64_t, std::int64_t> ranges[] = {{0, cols}, {cols / 3, cols}, {1, cols - 1}, {0, cols / 2}};
-      for (const auto& [j0, j1] : ranges) {
+      for (const auto& range : ranges) {
+        const std::int64_t j0 = range.first, j1 = range.second;  // (clang 14 cannot capture a binding)
         if (j0 > j1) continue;
         CAPTURE(rows);
         CAPTURE(cols);
         CAPTURE(j0);
         CAPTURE(j1);
         std::vector<T> db = db0, db_ref = db0;
-        kernels::add_column_sums(g.data(), rows, cols, j0, j1, db.data());
+        if (isa) kernels::add_column_sums(*isa, g.data(), rows, cols, j0, j1, db.data());
+        else kernels::add_column_sums(g.data(), rows, cols, j0, j1, db.data());
         for (std::int64_t j = j0; j < j1; ++j)
           for (std::int64_t r = 0; r < rows; ++r) db_ref[j] += g[r * cols + j];
         CHECK(same_bits(db, db_ref));
@@ -70,8 +73,18 @@ void check_column_sums() {
 
 TEST_CASE("backend: the dispatched column sums equal plain row-order sums bit for bit, float32 and float64") {
   INFO("loops_isa=", std::string(kernels::isa()));
-  check_column_sums<float>();
-  check_column_sums<double>();
+  check_column_sums<float>(nullptr);
+  check_column_sums<double>(nullptr);
+  int versions = 0;
+  for (const kernels::Isa isa : {kernels::Isa::sse2, kernels::Isa::avx2, kernels::Isa::avx512f}) {
+    if (!kernels::supported(isa)) continue;
+    INFO("version ", std::string(kernels::name(isa)));
+    check_column_sums<float>(&isa);
+    check_column_sums<double>(&isa);
+    ++versions;
+  }
+  CHECK(versions >= 1);  // the baseline runs everywhere
+  CHECK(kernels::supported(kernels::chosen()));
 }
 
 TEST_CASE("backend: the order of a column sum changes its float32 rounding with these inputs") {
@@ -89,7 +102,7 @@ TEST_CASE("backend: the order of a column sum changes its float32 rounding with 
 TEST_CASE("backend: loops_isa names the version of the loops this CPU runs, in info()") {
   const std::string isa = kernels::isa();
   CHECK((isa == "avx512f" || isa == "avx2" || isa == "sse2"));
-#if DELTAGRAD_HAVE_KERNEL_CLONES
+#if DELTAGRAD_KERNEL_DISPATCH
   __builtin_cpu_init();
   CHECK(isa == (__builtin_cpu_supports("avx512f") ? "avx512f" : __builtin_cpu_supports("avx2") ? "avx2" : "sse2"));
 #else

@@ -4,8 +4,11 @@ namespace ad::backend::kernels {
 
 namespace {
 
+// ---- the loops: one source each, inlined into every version below ------------------------------------
+
 template <class T>
-void column_sums_loop(const T* g, std::int64_t rows, std::int64_t cols, std::int64_t j0, std::int64_t j1, T* db) {
+[[gnu::always_inline]] inline void column_sums_loop(const T* g, std::int64_t rows, std::int64_t cols,
+                                                    std::int64_t j0, std::int64_t j1, T* db) {
   // Row by row, so that the inner loop runs along contiguous columns and each column's sum keeps
   // the row order at any vector width.
   for (std::int64_t r = 0; r < rows; ++r) {
@@ -14,26 +17,90 @@ void column_sums_loop(const T* g, std::int64_t rows, std::int64_t cols, std::int
   }
 }
 
+// ---- the versions -------------------------------------------------------------------------------------
+
+template <class T>
+using ColumnSums = void (*)(const T*, std::int64_t, std::int64_t, std::int64_t, std::int64_t, T*);
+
+template <class T>
+void column_sums_sse2(const T* g, std::int64_t rows, std::int64_t cols, std::int64_t j0, std::int64_t j1, T* db) {
+  column_sums_loop(g, rows, cols, j0, j1, db);
+}
+
+#if DELTAGRAD_KERNEL_DISPATCH
+template <class T>
+[[gnu::target("avx2")]] void column_sums_avx2(const T* g, std::int64_t rows, std::int64_t cols, std::int64_t j0,
+                                              std::int64_t j1, T* db) {
+  column_sums_loop(g, rows, cols, j0, j1, db);
+}
+
+template <class T>
+[[gnu::target("avx512f")]] void column_sums_avx512f(const T* g, std::int64_t rows, std::int64_t cols,
+                                                    std::int64_t j0, std::int64_t j1, T* db) {
+  column_sums_loop(g, rows, cols, j0, j1, db);
+}
+#endif
+
+template <class T>
+ColumnSums<T> column_sums(Isa isa) {
+#if DELTAGRAD_KERNEL_DISPATCH
+  if (isa == Isa::avx512f) return column_sums_avx512f<T>;
+  if (isa == Isa::avx2) return column_sums_avx2<T>;
+#endif
+  (void)isa;
+  return column_sums_sse2<T>;
+}
+
+Isa detect() {
+#if DELTAGRAD_KERNEL_DISPATCH
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return Isa::avx512f;
+  if (__builtin_cpu_supports("avx2")) return Isa::avx2;
+#endif
+  return Isa::sse2;
+}
+
 }  // namespace
 
-DELTAGRAD_KERNEL_CLONES void add_column_sums(const float* g, std::int64_t rows, std::int64_t cols, std::int64_t j0,
-                                             std::int64_t j1, float* db) {
-  column_sums_loop(g, rows, cols, j0, j1, db);
-}
-DELTAGRAD_KERNEL_CLONES void add_column_sums(const double* g, std::int64_t rows, std::int64_t cols, std::int64_t j0,
-                                             std::int64_t j1, double* db) {
-  column_sums_loop(g, rows, cols, j0, j1, db);
+const char* name(Isa isa) {
+  switch (isa) {
+    case Isa::avx512f: return "avx512f";
+    case Isa::avx2: return "avx2";
+    case Isa::sse2: break;
+  }
+  return "sse2";
 }
 
-const char* isa() {
-#if DELTAGRAD_HAVE_KERNEL_CLONES
-  // The order of the clones' priorities: the widest the CPU (and the OS, which must save the
-  // registers) supports.
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return "avx512f";
-  if (__builtin_cpu_supports("avx2")) return "avx2";
-#endif
-  return "sse2";
+bool supported(Isa isa) {
+  // The versions are ordered: a CPU with AVX-512F has AVX2.
+  return static_cast<int>(isa) <= static_cast<int>(chosen());
+}
+
+Isa chosen() {
+  static const Isa isa = detect();
+  return isa;
+}
+
+const char* isa() { return name(chosen()); }
+
+void add_column_sums(const float* g, std::int64_t rows, std::int64_t cols, std::int64_t j0, std::int64_t j1,
+                     float* db) {
+  static const ColumnSums<float> f = column_sums<float>(chosen());
+  f(g, rows, cols, j0, j1, db);
+}
+void add_column_sums(const double* g, std::int64_t rows, std::int64_t cols, std::int64_t j0, std::int64_t j1,
+                     double* db) {
+  static const ColumnSums<double> f = column_sums<double>(chosen());
+  f(g, rows, cols, j0, j1, db);
+}
+
+void add_column_sums(Isa isa, const float* g, std::int64_t rows, std::int64_t cols, std::int64_t j0,
+                     std::int64_t j1, float* db) {
+  column_sums<float>(isa)(g, rows, cols, j0, j1, db);
+}
+void add_column_sums(Isa isa, const double* g, std::int64_t rows, std::int64_t cols, std::int64_t j0,
+                     std::int64_t j1, double* db) {
+  column_sums<double>(isa)(g, rows, cols, j0, j1, db);
 }
 
 }  // namespace ad::backend::kernels
