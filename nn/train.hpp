@@ -102,7 +102,7 @@ struct EpochReport {
   Evaluation validation;         ///< zeros unless FitOptions::validation was given
 };
 
-/// "backend onednn (avx512_core, loops avx512f), 2 threads": where matrix products run and which
+/// "backend onednn (avx512_core, loops avx2), 2 threads": where matrix products run and which
 /// version of deltagrad's own element-wise loops this CPU runs (ad::blas::info()); fit prints it on
 /// its first line.
 std::string compute_summary();

@@ -3,15 +3,16 @@
 //
 // The library is built for baseline x86-64 (SSE2) so that its binaries run on any x86-64 CPU; the
 // matrix products already pick their kernels by CPU (oneDNN, OpenBLAS).  A loop here has one source,
-// a plain C++ template, compiled three times: for AVX-512 (`[[gnu::target("avx512f")]]`), for AVX2
-// and for the baseline.  The first call asks the CPU (__builtin_cpu_supports, which also checks that
-// the OS saves the wide registers) and every call then runs the widest version it supports.  (GCC's
-// and clang's target_clones would do the same through an ifunc, but clang 14 mis-compiles calls to
-// a cloned function from another source file.)
+// a plain C++ template, compiled twice: for AVX2 (`[[gnu::target("avx2")]]`) and for the baseline.
+// The first call asks the CPU (__builtin_cpu_supports, which also checks that the OS saves the wide
+// registers) and every call then runs the AVX2 version where it can.  (GCC's and clang's
+// target_clones would do the same through an ifunc, but clang 14 mis-compiles calls to a cloned
+// function from another source file.)
 //
 // Only loops that measurably gain are here.  In the MLP training step that is the bias gradient's
-// column sum (half the time with AVX-512 at batch 1024); relu's forward and backward loops were
-// tried and gained under 10% (bound by memory), so they stay in autodiff/ops/elementwise.cpp.
+// column sum: a third less time with AVX2 than with SSE2.  An AVX-512 version (512-bit vectors)
+// was slower than the AVX2 one on an AVX-512 Xeon, and relu's forward and backward loops gained
+// under 10% (bound by memory), so neither is here.
 //
 // No loop here may reassociate floating-point arithmetic: a column sum adds the rows in order, so
 // every version gives bit-identical results and only the speed differs.
@@ -28,16 +29,16 @@
 namespace ad::backend::kernels {
 
 /// The versions of the loops.
-enum class Isa { sse2, avx2, avx512f };
+enum class Isa { sse2, avx2 };
 
-/// "sse2", "avx2" or "avx512f".
+/// "sse2" or "avx2".
 const char* name(Isa isa);
 
 /// Whether this CPU (and OS) can run version `isa`; sse2 always (the baseline, and the only
 /// version on compilers or platforms without dispatch).
 bool supported(Isa isa);
 
-/// The version the loops run here: the widest supported one, chosen on first use.
+/// The version the loops run here: avx2 where the CPU has it, chosen on first use.
 Isa chosen();
 
 /// name(chosen()).
