@@ -11,6 +11,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "autodiff/backend/kernels.hpp"
 #include "autodiff/backend/onednn.hpp"
 #include "autodiff/backend/pool.hpp"
 #include "autodiff/blas_summary.hpp"
@@ -219,6 +220,7 @@ Info info() {
   Info i = load();
   i.backend = backend() == Backend::onednn ? "onednn" : "openblas";
   i.isa = backend() == Backend::onednn ? ad::backend::onednn::isa() : i.core;
+  i.loops_isa = ad::backend::kernels::isa();
   i.onednn_version = ad::backend::onednn::version();
   i.num_threads = ad::backend::threads();
   i.num_threads_from = ad::backend::threads_from();
@@ -329,9 +331,10 @@ template void linear_forward<double>(std::int64_t, std::int64_t, std::int64_t, c
 auto fmt::formatter<ad::blas::Info>::format(const ad::blas::Info& i, fmt::format_context& ctx) const
     -> fmt::format_context::iterator {
   return fmt::format_to(ctx.out(),
-                        "backend={} isa={} threads={} threads_from={} onednn={} openblas={} core={} core_from={} "
-                        "blas_threads={} blas_threads_from={}",
-                        i.backend.empty() ? "unknown" : i.backend, i.isa.empty() ? "unknown" : i.isa, i.num_threads,
+                        "backend={} isa={} loops_isa={} threads={} threads_from={} onednn={} openblas={} core={} "
+                        "core_from={} blas_threads={} blas_threads_from={}",
+                        i.backend.empty() ? "unknown" : i.backend, i.isa.empty() ? "unknown" : i.isa,
+                        i.loops_isa.empty() ? "unknown" : i.loops_isa, i.num_threads,
                         i.num_threads_from.empty() ? "unknown" : i.num_threads_from,
                         i.onednn_version.empty() ? "none" : i.onednn_version, i.library,
                         i.core.empty() ? "unknown" : i.core, i.core_from, i.threads, i.threads_from);

@@ -42,6 +42,7 @@ namespace ad::blas {
 struct Info {
   std::string backend;         ///< where float32 products run: "onednn" or "openblas"
   std::string isa;             ///< instruction set of the float32 kernels ("avx512_core"; OpenBLAS: its core)
+  std::string loops_isa;       ///< instruction set of deltagrad's own hot loops ("avx2" or "sse2")
   std::string onednn_version;  ///< "2.6.3"; empty when deltagrad was built without oneDNN
   int num_threads = 1;         ///< threads products are spread over (ad::backend::threads())
   std::string num_threads_from;  ///< "affinity", "environment" or "code" (ad::backend::threads_from())

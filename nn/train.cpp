@@ -75,8 +75,8 @@ std::string duration(double s) {
 
 std::string compute_summary() {
   const ad::blas::Info i = ad::blas::info();
-  return fmt::format("backend {} ({}), {} thread{}", i.backend, i.isa.empty() ? "unknown isa" : i.isa, i.num_threads,
-                     i.num_threads == 1 ? "" : "s");
+  return fmt::format("backend {} ({}, loops {}), {} thread{}", i.backend, i.isa.empty() ? "unknown isa" : i.isa,
+                     i.loops_isa, i.num_threads, i.num_threads == 1 ? "" : "s");
 }
 
 std::vector<EpochReport> fit(Module& net, Optimizer& opt, const Dataset& train, Rng& rng, const FitOptions& o) {

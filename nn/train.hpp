@@ -102,8 +102,9 @@ struct EpochReport {
   Evaluation validation;         ///< zeros unless FitOptions::validation was given
 };
 
-/// "backend onednn (avx512_core), 2 threads": where matrix products run (ad::blas::info()); fit
-/// prints it on its first line.
+/// "backend onednn (avx512_core, loops avx2), 2 threads": where matrix products run and which
+/// version of deltagrad's own element-wise loops this CPU runs (ad::blas::info()); fit prints it on
+/// its first line.
 std::string compute_summary();
 
 /// Trains `net` with `opt` on shuffled mini-batches of `train` for the given number of epochs.

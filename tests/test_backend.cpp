@@ -266,7 +266,7 @@ TEST_CASE("backend: README snippet sets threads and backend and runs a loop over
   // The README's snippet, verbatim:
   ad::backend::set_threads(1);                         // 0: back to the default
   ad::blas::set_backend(ad::blas::Backend::openblas);  // float32 on OpenBLAS too
-  fmt::print("{}\n", ad::blas::info());  // backend=openblas isa=SkylakeX threads=1 threads_from=code ...
+fmt::print("{}\n", ad::blas::info());  // backend=openblas isa=SkylakeX loops_isa=avx2 threads=1 ...
   ad::backend::parallel_for(n, 32768, [&](std::int64_t begin, std::int64_t end) {  // your own loop
     for (std::int64_t i = begin; i < end; ++i) w[i] -= lr * g[i];                   // ranges >= 32768
   });

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "autodiff/backend/kernels.hpp"
 #include "autodiff/blas.hpp"
 #include "autodiff/forward.hpp"
 #include "autodiff/ops/ops.hpp"
@@ -160,10 +161,10 @@ void linear_backward(BackwardContext& c) {
     const T* g = c.grad<T>();
     const std::int64_t rows = c.node().shape[0], cols = c.node().shape[1];
     // Column ranges over the threads, each summing its columns over every row.
+    // The sums are compiled per instruction set (autodiff/backend/kernels.hpp).
     backend::parallel_for(cols, std::max<std::int64_t>(1, ops::elementwise_grain / std::max<std::int64_t>(rows, 1)),
                           [&](std::int64_t j0, std::int64_t j1) {
-                            for (std::int64_t r = 0; r < rows; ++r)
-                              for (std::int64_t j = j0; j < j1; ++j) db[j] += g[r * cols + j];
+                            backend::kernels::add_column_sums(g, rows, cols, j0, j1, db);
                           });
   });
 }
