@@ -464,7 +464,11 @@ TEST_CASE("second-order: an output-only jvp reuses tangent buffers without chang
        }},
   };
   const Inputs two = {random({4, 3}, 61), random({3, 5}, 62)};
-  for (const auto& [name, build] : builds) {
+  for (const auto& entry : builds) {
+    // Named members, not a structured binding: INFO captures its argument in a lambda, which
+    // clang 14 does not allow for a binding.
+    const auto& name = entry.first;
+    const auto& build = entry.second;
     INFO(name);
     if (std::string(name).find("network") != std::string::npos)
       second_order::check_tangent(build, {random({4, 3}, 63), random({5, 3}, 64), random({5}, 65),
