@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "autodiff/ops/axis.hpp"
 #include "autodiff/forward.hpp"
@@ -57,12 +58,19 @@ Tensor record_softmax(const Tensor& x, int axis, bool log, const OpDescriptor& d
   void* out = dispatch(dtype, [&]<class T>() -> void* {
     const T* xv = static_cast<const T*>(nx.data);
     T* y = tape.allocate_elements<T>(numel(shape));
+    if (!log) {
+      // softmax: the exponentials the slice sums are made of, divided by their sum, are the values
+      // (in double, then rounded once to T), so each exponential is computed once.
+      std::vector<double> p(static_cast<std::size_t>(numel(shape)));
+      for_each_slice(xv, s, [](double, double, std::int64_t, std::int64_t) {}, p.data());
+      for (std::size_t k = 0; k < p.size(); ++k) y[k] = static_cast<T>(p[k]);
+      return y;
+    }
     for_each_slice(xv, s, [&](double m, double log_z, std::int64_t o, std::int64_t i) {
       const std::int64_t first = o * s.n * s.inner + i;
       for (std::int64_t k = 0; k < s.n; ++k) {
         const std::int64_t at = first + k * s.inner;
-        const double v = static_cast<double>(xv[at]) - m - log_z;
-        y[at] = static_cast<T>(log ? v : std::exp(v));
+        y[at] = static_cast<T>(static_cast<double>(xv[at]) - m - log_z);
       }
     });
     return y;
