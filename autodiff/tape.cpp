@@ -52,8 +52,7 @@ void Tape::grow() {
 namespace {
 /// How many partials an entry with op word w stored.
 std::size_t stored_by(std::uint64_t w) {
-  if (detail::has_constant_partials(static_cast<Op>(w >> 58))) return 0;
-  return ((w >> 29) & Tape::max_entries) != 0 ? 2 : 1;
+  return detail::stored_partials(static_cast<Op>(w >> 58), static_cast<std::uint32_t>((w >> 29) & Tape::max_entries));
 }
 }  // namespace
 

@@ -79,6 +79,10 @@ inline constexpr std::uint64_t constant_partial_ops = [] {
   return m;
 }();
 constexpr bool has_constant_partials(Op op) { return (constant_partial_ops >> static_cast<unsigned>(op)) & 1; }
+/// How many partials the tape stores for an entry of op `op` whose second argument is `b` (0: none).
+constexpr std::size_t stored_partials(Op op, std::uint32_t b) {
+  return has_constant_partials(op) ? 0 : b != 0 ? 2 : 1;
+}
 }  // namespace detail
 class Gradients;
 class BackwardContext;
@@ -248,7 +252,7 @@ class Tape {
       double* p = partial_.get() + psize_;
       p[0] = pa;
       p[1] = pb;
-      psize_ += b != 0 ? 2 : 1;
+      psize_ += detail::stored_partials(op, b);
     }
     return i;
   }

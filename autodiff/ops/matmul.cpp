@@ -109,10 +109,11 @@ void matmul_backward(BackwardContext& c) {
 }
 
 /// Ċ = op(Ȧ)·op(B) + op(A)·op(Ḃ) into a fresh (unwritten) dc: the first product that runs writes
-/// it (beta = 0), the second adds (a zero tangent's product is skipped).  Returns whether any ran;
-/// if none did, dc is still unwritten.
+/// it (beta = 0), the second adds (a zero tangent's product is skipped).  The pass calls a rule
+/// only when an argument's tangent is non-zero, so a product normally runs and writes every
+/// element; were neither to move, Ċ is written as zero.
 template <Element T>
-bool product_tangent(const Geometry& g, TangentContext& c, T* dc) {
+void product_tangent(const Geometry& g, TangentContext& c, T* dc) {
   bool written = false;
   if (const T* da = c.arg_tangent<T>(0)) {
     product(g, da, c.arg_value<T>(1), dc, T(0));
@@ -122,7 +123,7 @@ bool product_tangent(const Geometry& g, TangentContext& c, T* dc) {
     product(g, c.arg_value<T>(0), db, dc, written ? T(1) : T(0));
     written = true;
   }
-  return written;
+  if (!written) std::fill_n(dc, g.batch * g.m * g.n, T(0));
 }
 
 /// Tangent of C = op(A)·op(B): Ċ = op(Ȧ)·op(B) + op(A)·op(Ḃ).
@@ -130,10 +131,7 @@ void matmul_tangent(TangentContext& c) {
   const Transposes& t = c.saved<Transposes>();
   const Geometry g = geometry(c.arg_shape(0), c.arg_shape(1), t.a, t.b);
   dispatch(c.node().dtype, [&]<class T>() {
-    T* dc = c.fresh_tangent<T>();
-    // The pass calls a rule only when an argument's tangent is non-zero, so a product runs and
-    // writes every element of C; were neither to move, Ċ would be zero.
-    if (!product_tangent(g, c, dc)) std::fill_n(dc, numel(c.node().shape), T(0));
+    product_tangent(g, c, c.fresh_tangent<T>());
   });
 }
 
@@ -179,7 +177,7 @@ void linear_tangent(TangentContext& c) {
     const std::int64_t rows = c.node().shape[0], out = c.node().shape[1], in = c.arg_shape(0)[1];
     if (!db) {
       const Geometry g = geometry(c.arg_shape(0), c.arg_shape(1), false, true);
-      if (!product_tangent(g, c, dz)) std::fill_n(dz, rows * out, T(0));  // (as in matmul_tangent)
+      product_tangent(g, c, dz);
       return;
     }
     const T* dx = c.arg_tangent<T>(0);
