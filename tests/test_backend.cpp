@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <random>
 #include <stdexcept>
@@ -256,6 +257,56 @@ TEST_CASE("backend: thread count and backend settings, with errors for bad value
   }
   ad::blas::set_backend(ad::blas::Backend::openblas);
   CHECK(ad::blas::info().backend == "openblas");
+}
+
+TEST_CASE("backend: the pool backs off for a competing process, not for single stalls or hiccups") {
+  using Policy = ad::backend::detail::BackoffPolicy;
+  using us = std::chrono::microseconds;
+  using ms = std::chrono::milliseconds;
+  const Policy::Duration none = Policy::Duration::zero();
+  SUBCASE("hiccups: a 150 µs wait every 20 jobs of 700 µs, for ten seconds") {
+    Policy p;
+    for (int job = 0; job < 14000; ++job) {
+      const bool late = job % 20 == 19;
+      REQUIRE(!p.add(late ? us(850) : us(700), late ? us(150) : none));
+    }
+  }
+  SUBCASE("a single stall of one time slice (4 ms), once a second, never") {
+    Policy p;
+    for (int job = 0; job < 14000; ++job) {
+      const bool late = job % 1400 == 700;
+      REQUIRE(!p.add(late ? ms(5) : us(700), late ? ms(4) : none));
+    }
+  }
+  SUBCASE("two stalls of 3 ms within one window do") {
+    Policy p;
+    CHECK(!p.add(ms(4), ms(3)));
+    for (int job = 0; job < 5; ++job) CHECK(!p.add(us(700), none));
+    const auto pause = p.add(ms(4), ms(3));  // 6 ms lost in 11.5 ms of jobs: 30% of the 20 ms window
+    REQUIRE(pause);
+    CHECK(*pause == Policy::backoff_min);
+  }
+  SUBCASE("a competing process: a 4 ms wait every five jobs backs off, doubling up to 1 s, and calm resets it") {
+    Policy p;
+    auto run_until_backoff = [&] {
+      for (int job = 0; job < 1000; ++job) {
+        const bool late = job % 5 == 4;
+        if (const auto pause = p.add(late ? ms(5) : ms(1), late ? ms(4) : none)) return *pause;
+      }
+      return Policy::Duration::zero();
+    };
+    std::vector<Policy::Duration> pauses;
+    for (int i = 0; i < 8; ++i) pauses.push_back(run_until_backoff());
+    CHECK(pauses[0] == ms(20));
+    CHECK(pauses[1] == ms(40));
+    CHECK(pauses[2] == ms(80));
+    CHECK(pauses[5] == ms(640));
+    CHECK(pauses[6] == ms(1000));
+    CHECK(pauses[7] == ms(1000));
+    // Five calm windows (100 ms of jobs without waiting) later, the next back-off is short again.
+    for (int job = 0; job < 100; ++job) CHECK(!p.add(ms(1), none));
+    CHECK(run_until_backoff() == ms(20));
+  }
 }
 
 TEST_CASE("backend: README snippet sets threads and backend and runs a loop over ranges") {

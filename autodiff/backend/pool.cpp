@@ -9,6 +9,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -31,10 +32,6 @@ using Clock = std::chrono::steady_clock;
 
 constexpr auto idle_spin = std::chrono::microseconds(200);   // a worker's spin before it sleeps
 constexpr auto late_floor = std::chrono::microseconds(100);  // waits shorter than this are never "late"
-constexpr auto backoff_min = std::chrono::milliseconds(20);
-constexpr auto backoff_max = std::chrono::milliseconds(1000);
-constexpr int late_window = 200;  // jobs within which a second late worker starts a back-off
-
 int affinity_cpus() {
   cpu_set_t set;
   CPU_ZERO(&set);
@@ -100,23 +97,13 @@ class Pool {
       AD_PAUSE();
       if (spins > 256 && Clock::now() - t1 > std::chrono::microseconds(50)) std::this_thread::yield();
     }
-    const auto waited = Clock::now() - t1;
-    // A worker held the caller up for longer than the caller's own work took.  Once is a hiccup
-    // (an interrupt, a short-lived process on its core); a second time within late_window jobs
-    // with workers, its core is contended: run on the calling thread alone for a while.  (Jobs
-    // run alone do not count, so after a back-off the first late worker starts the next one.)
-    if (mine > 0 && waited > late_floor && waited > (t1 - t0)) {
-      ++stats_.late;
-      if (since_late_ <= late_window) {
-        serial_until_ = Clock::now() + backoff_;
-        backoff_ = std::min<Clock::duration>(backoff_ * 2, backoff_max);
-      }
-      since_late_ = 0;
-      calm_jobs_ = 0;
-    } else {
-      if (since_late_ <= late_window) ++since_late_;
-      if (++calm_jobs_ >= 1000) backoff_ = backoff_min;
-    }
+    const auto t2 = Clock::now();
+    const auto waited = t2 - t1;
+    // A worker that claimed a chunk and was then preempted held the caller up for longer than
+    // the caller's own work took.
+    const bool late = mine > 0 && waited > late_floor && waited > (t1 - t0);
+    if (late) ++stats_.late;
+    if (const auto pause = policy_.add(t2 - t0, late ? waited : Clock::duration::zero())) serial_until_ = t2 + *pause;
     if (error_) std::rethrow_exception(error_);
   }
 
@@ -191,9 +178,7 @@ class Pool {
   std::exception_ptr error_;
   std::mutex error_mutex_;
   Clock::time_point serial_until_{};
-  Clock::duration backoff_ = backoff_min;
-  int calm_jobs_ = 0;
-  int since_late_ = late_window + 1;  // jobs with workers since the last late one (capped)
+  detail::BackoffPolicy policy_;
 };
 
 struct Config {
@@ -276,6 +261,26 @@ void run_chunks(int chunks, void (*f)(void*, int), void* ctx) {
   }
   p.run(chunks, f, ctx);
 }
+
+namespace detail {
+
+std::optional<std::chrono::steady_clock::duration> BackoffPolicy::add(Duration job, Duration lost) {
+  win_job_ += job;
+  win_lost_ += lost;
+  if (win_lost_ >= lost_share * std::max<Duration>(win_job_, window)) {
+    backoff_ = calm_windows_ < calm_windows_to_reset ? std::min<Duration>(backoff_ * 2, backoff_max) : backoff_min;
+    calm_windows_ = 0;
+    win_job_ = win_lost_ = Duration::zero();
+    return backoff_;
+  }
+  if (win_job_ >= window) {
+    ++calm_windows_;
+    win_job_ = win_lost_ = Duration::zero();
+  }
+  return std::nullopt;
+}
+
+}  // namespace detail
 
 PoolStats pool_stats() {
   Config& c = config();

@@ -5,10 +5,13 @@
 // (asleep, or preempted by another process on its core) simply gets fewer chunks, and the caller
 // never waits for a worker that has not started.  A worker that has claimed a chunk and is then
 // preempted does hold the caller up (the caller waits longer than its own share took, and at least
-// 100 µs).  Once is taken for a hiccup; when it happens again within 200 jobs, the pool runs
-// everything on the calling thread for a while (20 ms, doubling on each repeat up to 1 s) before
-// it tries its workers again.  This is what keeps a busy machine from turning the default into
-// something far slower than one thread, without giving up the second core for a single stall.
+// 100 µs: the worker is "late").  When such waiting adds up to 30% of the time spent in jobs
+// (detail::BackoffPolicy below), another process is competing for a worker's core and the
+// second thread costs more than it gives: the pool runs everything on the calling thread for a
+// while (20 ms, doubling when it happens again soon, up to 1 s) before it tries its workers again.
+// This keeps a busy machine from turning the default into something far slower than one thread,
+// while a single stall (a kernel thread, or a virtual machine's host, taking a worker's core for a
+// few milliseconds) or the short hiccups of a noisy machine never give up the second core.
 //
 // Idle workers spin for about 200 µs (the gaps between the products of a training step are
 // shorter), then sleep on a futex until the next job.
@@ -18,7 +21,9 @@
 // overrides both at any time.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -87,11 +92,41 @@ void parallel_for_balanced(std::int64_t n, std::int64_t grain, F&& f) {
 }
 
 /// How the pool has been behaving, for benchmarks and tests: jobs run, jobs run on the calling
-/// thread only because the pool was backing off, and late-worker events (the second of two within
-/// 200 jobs, and every one after a back-off, starts a back-off).
+/// thread only because the pool was backing off, and late-worker events (see the top of this file).
 struct PoolStats {
   std::uint64_t jobs = 0, serial_backoff = 0, late = 0;
 };
 PoolStats pool_stats();
+
+namespace detail {
+
+/// When the pool stops using its workers for a while (see the top of this file).  It sees every
+/// job run with workers: the job's time inside the pool, and the part of it the calling thread
+/// spent waiting for late workers.  Over windows of 20 ms of jobs, when that waiting reaches 30%
+/// of a window the second thread is costing more than it gives (with two threads a job takes about
+/// 0.6 of its one-thread time, so at 40% lost it would be no faster): add() then returns how long
+/// to run alone.  A single stall of a few milliseconds (another process taking a worker's core for
+/// one time slice) stays under that; a process competing for the core all the time makes the caller
+/// wait a time slice every few jobs and crosses it within a window.  A back-off that starts within
+/// five windows of jobs after the last one lasts twice as long as it, up to 1 s; otherwise 20 ms.
+class BackoffPolicy {
+ public:
+  using Duration = std::chrono::steady_clock::duration;
+  static constexpr Duration window = std::chrono::milliseconds(20);
+  static constexpr double lost_share = 0.3;
+  static constexpr int calm_windows_to_reset = 5;
+  static constexpr Duration backoff_min = std::chrono::milliseconds(20);
+  static constexpr Duration backoff_max = std::chrono::milliseconds(1000);
+
+  /// Records one job; returns the back-off it starts, if any.
+  std::optional<Duration> add(Duration job, Duration lost);
+
+ private:
+  Duration backoff_ = backoff_min;             // the last back-off's length
+  Duration win_job_{}, win_lost_{};            // the current window: time in jobs, time lost waiting
+  int calm_windows_ = calm_windows_to_reset;   // windows without a back-off since the last one
+};
+
+}  // namespace detail
 
 }  // namespace ad::backend
