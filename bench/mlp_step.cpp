@@ -1,6 +1,7 @@
 // One SGD training step of an MLP 784-256-128-10 (ReLU, softmax-cross-entropy, float32) through
 // the tape and nn, against the same step written by hand: BLAS gemm calls and plain loops, no
-// tape.  Both run in this program, interleaved, from the same weights; medians are printed as
+// tape.  Both run in this program from the same weights, in alternating blocks of consecutive
+// steps (see `settle` below); medians of the steps are printed as
 //   mlp_step batch=<B> tape_us=<> ref_us=<> ratio=<tape/ref>
 // followed by the configuration and the arithmetic rate:
 //   threads=<n> backend=<onednn|openblas> peak_gflops=<one core's float32 FMA peak> tape_gflops=<>
@@ -22,6 +23,9 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <functional>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include <fmt/core.h>
@@ -217,6 +221,11 @@ int second_cpu() {
   return -1;
 }
 
+// The contestants' blocks: the pause before each, its length, and its untimed first steps.
+constexpr auto settle = std::chrono::milliseconds(30);
+constexpr auto block = std::chrono::milliseconds(40);
+constexpr int warm_steps = 2, min_timed_steps = 3;
+
 double us_since(Clock::time_point t0, Clock::time_point t1) { return 1e6 * bench::seconds_between(t0, t1); }
 
 double max_abs_diff(const std::vector<float>& a, const float* b) {
@@ -319,22 +328,29 @@ int main(int argc, char** argv) {
     std::vector<double> t_torch;
 #endif
 
+    // Each contestant runs in blocks of consecutive steps, as in a training loop, so that its
+    // threads are measured in their steady state (libtorch's OpenMP threads spin for several
+    // milliseconds after a parallel region, the pool's workers for 200 µs).  Before each block the
+    // program sleeps until the previous contestant's spinning threads are idle, the first steps of
+    // a block are not timed, and the order of the contestants rotates from round to round.
     std::vector<double> t_tape, t_ref;
-    const auto budget = Clock::now() + std::chrono::duration<double>(seconds_per_batch);
-    for (int rep = 0; rep < 5 || (Clock::now() < budget && rep < 20000); ++rep) {
-      const auto t0 = Clock::now();
-      tape_step();
-      const auto t1 = Clock::now();
-      ref.step(x.data(), y.data(), B);
-      const auto t2 = Clock::now();
+    std::vector<std::pair<std::function<void()>, std::vector<double>*>> contestants{
+        {[&] { tape_step(); }, &t_tape}, {[&] { ref.step(x.data(), y.data(), B); }, &t_ref}};
 #ifdef DELTAGRAD_HAVE_TORCH
-      torch_step.step();
-      const auto t3 = Clock::now();
-      if (rep >= 3) t_torch.push_back(us_since(t2, t3));
+    contestants.push_back({[&] { torch_step.step(); }, &t_torch});
 #endif
-      if (rep < 3) continue;  // warm-up
-      t_tape.push_back(us_since(t0, t1));
-      t_ref.push_back(us_since(t1, t2));
+    const auto budget = Clock::now() + std::chrono::duration<double>(seconds_per_batch);
+    for (std::size_t round = 0; round < 3 || (Clock::now() < budget && round < 2000); ++round) {
+      for (std::size_t c = 0; c < contestants.size(); ++c) {
+        auto& [step, times] = contestants[(c + round) % contestants.size()];
+        std::this_thread::sleep_for(settle);
+        const auto block_end = Clock::now() + block;
+        for (int rep = 0; rep < warm_steps + min_timed_steps || Clock::now() < block_end; ++rep) {
+          const auto t0 = Clock::now();
+          step();
+          if (rep >= warm_steps) times->push_back(us_since(t0, Clock::now()));
+        }
+      }
     }
     const double mt = median(t_tape), mr = median(t_ref);
     fmt::print("mlp_step batch={} tape_us={:.1f} ref_us={:.1f} ratio={:.3f} reps={} loss_tape={:.6f} loss_ref={:.6f} "
