@@ -4,8 +4,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <random>
 #include <vector>
+
+#include <immintrin.h>
 
 #include "autodiff/autodiff.hpp"
 
@@ -65,6 +68,44 @@ inline ChainTime deltagrad_op_chain(ad::Tape& tape, const ad::Array<float>& x0, 
   check += g[x].flat(0);
   const auto t2 = Clock::now();
   return {seconds_between(t0, t1), seconds_between(t1, t2)};
+}
+
+/// One core's float32 FMA rate in GFLOP/s: 16 independent chains of vector FMAs (enough to keep
+/// two FMA ports busy through the FMA latency), AVX-512 where the CPU has it, else AVX2.
+#define DELTAGRAD_FMA_PEAK(V, LANES, SET1, FMA)                                    \
+  constexpr int chains = 16;                                                       \
+  V acc[chains];                                                                   \
+  for (auto& a : acc) a = SET1(0.999f);                                            \
+  const V mul = SET1(0.9999f), add = SET1(1e-7f);                                  \
+  std::int64_t iters = 0;                                                          \
+  const auto t0 = Clock::now();                                                    \
+  double seconds = 0;                                                              \
+  while (seconds < 0.2) {                                                          \
+    for (int r = 0; r < 100000; ++r)                                               \
+      for (auto& a : acc) a = FMA(a, mul, add);                                    \
+    iters += 100000;                                                               \
+    seconds = seconds_between(t0, Clock::now());                                   \
+  }                                                                                \
+  float sink = 0;                                                                  \
+  for (auto& a : acc) sink += reinterpret_cast<const float*>(&a)[0];               \
+  if (sink == 12345.0f) std::printf("#");                                        \
+  return 2.0 * LANES * chains * static_cast<double>(iters) / seconds * 1e-9;
+
+__attribute__((target("avx512f"))) inline double peak_avx512() {
+  DELTAGRAD_FMA_PEAK(__m512, 16, _mm512_set1_ps, _mm512_fmadd_ps)
+}
+__attribute__((target("avx2,fma"))) inline double peak_avx2() {
+  DELTAGRAD_FMA_PEAK(__m256, 8, _mm256_set1_ps, _mm256_fmadd_ps)
+}
+#undef DELTAGRAD_FMA_PEAK
+
+/// Printed beside timings, so that a figure taken while the machine ran slower (a busy host of a
+/// virtual machine) shows it.
+inline double peak_gflops() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return peak_avx512();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return peak_avx2();
+  return 0;
 }
 
 }  // namespace bench

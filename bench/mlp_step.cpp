@@ -137,42 +137,6 @@ struct Reference {
   }
 };
 
-/// One core's float32 FMA rate in GFLOP/s: 16 independent chains of vector FMAs (enough to keep
-/// two FMA ports busy through the FMA latency), AVX-512 where the CPU has it, else AVX2.
-#define DELTAGRAD_FMA_PEAK(V, LANES, SET1, FMA)                                    \
-  constexpr int chains = 16;                                                       \
-  V acc[chains];                                                                   \
-  for (auto& a : acc) a = SET1(0.999f);                                            \
-  const V mul = SET1(0.9999f), add = SET1(1e-7f);                                  \
-  std::int64_t iters = 0;                                                          \
-  const auto t0 = Clock::now();                                                    \
-  double seconds = 0;                                                              \
-  while (seconds < 0.2) {                                                          \
-    for (int r = 0; r < 100000; ++r)                                               \
-      for (auto& a : acc) a = FMA(a, mul, add);                                    \
-    iters += 100000;                                                               \
-    seconds = bench::seconds_between(t0, Clock::now());                            \
-  }                                                                                \
-  float sink = 0;                                                                  \
-  for (auto& a : acc) sink += reinterpret_cast<const float*>(&a)[0];               \
-  if (sink == 12345.0f) fmt::print("#");                                           \
-  return 2.0 * LANES * chains * static_cast<double>(iters) / seconds * 1e-9;
-
-__attribute__((target("avx512f"))) double peak_avx512() {
-  DELTAGRAD_FMA_PEAK(__m512, 16, _mm512_set1_ps, _mm512_fmadd_ps)
-}
-__attribute__((target("avx2,fma"))) double peak_avx2() {
-  DELTAGRAD_FMA_PEAK(__m256, 8, _mm256_set1_ps, _mm256_fmadd_ps)
-}
-#undef DELTAGRAD_FMA_PEAK
-
-double peak_gflops() {
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return peak_avx512();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return peak_avx2();
-  return 0;
-}
-
 /// The matrix-product flops of one step: forward, dW, and dX for every layer but the first.
 double step_flops(const std::vector<std::int64_t>& sizes, std::int64_t B) {
   double f = 0;
@@ -294,7 +258,7 @@ int main(int argc, char** argv) {
 #endif
   fmt::print("# {}\n", ad::blas::info());
   const ad::blas::Info info = ad::blas::info();
-  const double peak = peak_gflops();
+  const double peak = bench::peak_gflops();
   const std::vector<std::int64_t> sizes{784, 256, 128, 10};
   const float lr = 0.01f;
   for (std::int64_t B : {16, 128, 1024}) {

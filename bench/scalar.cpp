@@ -15,8 +15,9 @@
 // the scale of its rounding error; it exits with status 1 if any is above 1e-12.
 //
 // Output, one line per n:
-//   scalar n=<n> f_us=<> tape_us=<> hand_us=<> ratio=<tape/f> bytes_per_op=<>
-// preceded by a '#' line with details.
+//   scalar n=<n> f_us=<> tape_us=<> hand_us=<> ratio=<tape/f> bytes_per_op=<> peak_gflops=<>
+// preceded by a '#' line with details.  peak_gflops is one core's float32 FMA rate measured just
+// after the timings: a virtual machine whose host is busy runs everything slower, CPU time included.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -27,6 +28,7 @@
 #include <fmt/core.h>
 
 #include "autodiff/autodiff.hpp"
+#include "bench_util.hpp"
 
 namespace {
 
@@ -137,8 +139,8 @@ int main() {
                "f(x)={:.17g} max_rel_diff(tape, hand)={:.3g} |f_plain - f_hand|={:.3g}\n",
                n, entries, bytes_per_op, ad::Tape::bytes_per_scalar_entry, y_tape, max_rel,
                std::fabs(y_plain - y_hand));
-    fmt::print("scalar n={} f_us={:.0f} tape_us={:.0f} hand_us={:.0f} ratio={:.2f} bytes_per_op={:.2f}\n", n, f_us,
-               tape_us, hand_us, tape_us / f_us, bytes_per_op);
+    fmt::print("scalar n={} f_us={:.0f} tape_us={:.0f} hand_us={:.0f} ratio={:.2f} bytes_per_op={:.2f} peak_gflops={:.1f}\n",
+               n, f_us, tape_us, hand_us, tape_us / f_us, bytes_per_op, bench::peak_gflops());
     std::fflush(stdout);
     if (!(max_rel <= 1e-12)) {
       fmt::print(stderr, "scalar: the tape's gradient differs from the hand-coded one by {:.3g} (relative)\n", max_rel);

@@ -143,8 +143,8 @@ int main(int argc, char** argv) {
   const auto least = [](const std::vector<double>& t) { return *std::min_element(t.begin(), t.end()) * 1e6; };
   // The tangent pass alone (jvp minus the recording it includes), against the forward pass.
   fmt::print("forward_us={:.0f} tangent_pass_over_forward={:.2f} hvp_tape_us={:.0f} rounds={} threads={} "
-             "clock=thread_cpu (checksum {:.3g})\n",
-             fwd, (jv - fwd) / fwd, median(t_hvp_tape) * 1e6, rounds, ad::backend::threads(), check);
+             "peak_gflops={:.1f} clock=thread_cpu (checksum {:.3g})\n",
+             fwd, (jv - fwd) / fwd, median(t_hvp_tape) * 1e6, rounds, ad::backend::threads(), bench::peak_gflops(), check);
   fmt::print("jvp_input_us={:.0f} jvp_input_over_forward={:.2f}\n", median(t_jvp_input) * 1e6,
              median(t_jvp_input) * 1e6 / fwd);
   fmt::print("fastest: forward_us={:.0f} grad_us={:.0f} hvp_us={:.0f} hvp_tape_us={:.0f} jvp_us={:.0f} "
