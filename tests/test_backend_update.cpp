@@ -1,7 +1,9 @@
-// The optimisers' updates on the backend's threads (a parameter large enough is cut into ranges,
-// claimed by the pool's threads).  Checked against the element-wise formulas written out here, on
-// one to three threads, with parameter sizes that do not divide evenly.
+// The optimisers' updates on the backend's threads (a parameter large enough is cut into one range
+// per thread).  Checked against the element-wise formulas written out here, on one to three
+// threads, with parameter sizes that do not divide evenly.
 #include <doctest/doctest.h>
+
+#include <fmt/format.h>
 
 #include <cmath>
 #include <cstdint>
@@ -76,7 +78,7 @@ std::vector<std::vector<T>> run(const Hyper& h, const std::vector<std::int64_t>&
     r.m.assign(r.w.size(), 0.0);
     r.v.assign(r.w.size(), 0.0);
     decay.push_back(k % 2 == 0);  // weights and "biases" in turn
-    params.push_back(std::make_shared<nn::Parameter>("p" + std::to_string(k), std::move(w), decay.back()));
+    params.push_back(std::make_shared<nn::Parameter>(fmt::format("p{}", k), std::move(w), decay.back()));
     grads.push_back(std::move(g));
     refs.push_back(std::move(r));
   }
