@@ -32,6 +32,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr auto idle_spin = std::chrono::microseconds(200);   // a worker's spin before it sleeps
 constexpr auto late_floor = std::chrono::microseconds(100);  // waits shorter than this are never "late"
+
 int affinity_cpus() {
   cpu_set_t set;
   CPU_ZERO(&set);
