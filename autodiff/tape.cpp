@@ -263,15 +263,9 @@ void Tape::sweep(Gradients& g, std::uint32_t last, const SweepHooks* hooks) cons
     // The entry's partials: stored ones (the pointer steps back over them) or the op's constants.
     double pa, pb;
     if (!detail::has_constant_partials(static_cast<Op>(o))) {
-      if (b != 0) {
-        p -= 2;
-        pa = p[0];
-        pb = p[1];
-      } else {
-        p -= 1;
-        pa = p[0];
-        pb = 0.0;
-      }
+      p -= detail::stored_partials(static_cast<Op>(o), b);
+      pa = p[0];
+      pb = b != 0 ? p[1] : 0.0;
     } else {
       pa = detail::scalar_ops[o].constant_partial[0];
       pb = detail::scalar_ops[o].constant_partial[1];
