@@ -54,14 +54,7 @@ void synthetic(int runs) {
               static_cast<long long>(n), 1e3 * a, 1e3 * b, a / b, runs);
 }
 
-void fashion_mnist(int runs, int epochs) {
-  nn::Dataset train;
-  try {
-    train = nn::load_fashion_mnist("train");
-  } catch (const nn::DataError& e) {
-    std::printf("fit_epoch fashion_mnist: skipped (%s)\n", e.what());
-    return;
-  }
+void fashion_mnist(const nn::Dataset& train, int runs, int epochs) {
   std::vector<double> on, off, gather;
   const ad::backend::PoolStats before = ad::backend::pool_stats();
   for (int r = 0; r < 2 * runs; ++r) {
@@ -90,13 +83,7 @@ void fashion_mnist(int runs, int epochs) {
 }
 
 /// Phase medians of the Fashion-MNIST training step (part 3 above).
-void fashion_mnist_phases(int epochs) {
-  nn::Dataset train;
-  try {
-    train = nn::load_fashion_mnist("train");
-  } catch (const nn::DataError&) {
-    return;  // said by fashion_mnist() already
-  }
+void fashion_mnist_phases(const nn::Dataset& train, int epochs) {
   nn::Rng rng(2024);
   nn::MLP net({784, 256, 128, 10}, nn::relu, rng);
   nn::SGD opt(net.parameters(), {.lr = 0.05, .momentum = 0.9, .weight_decay = 1e-4});
@@ -149,8 +136,15 @@ int main(int argc, char** argv) {
   const int epochs = argc > 3 ? std::atoi(argv[3]) : 3;
   if (runs > 0) synthetic(runs);
   if (fashion_runs > 0 && epochs > 1) {
-    fashion_mnist(fashion_runs, epochs);
-    fashion_mnist_phases(epochs);
+    nn::Dataset train;
+    try {
+      train = nn::load_fashion_mnist("train");
+    } catch (const nn::DataError& e) {
+      std::printf("fit_epoch fashion_mnist: skipped (%s)\n", e.what());
+      return 0;
+    }
+    fashion_mnist(train, fashion_runs, epochs);
+    fashion_mnist_phases(train, epochs);
   }
   return 0;
 }
