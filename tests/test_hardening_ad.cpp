@@ -164,7 +164,7 @@ TEST_CASE("hardening: recording on a tape another thread owns throws ThreadError
   };
   std::string scalar, tensor, leaf;
   std::thread([&] {
-    scalar = caught([&] { const Var y = x * x; });  // a Var records its expression when assigned
+    scalar = caught([&] { [[maybe_unused]] const Var y = x * x; });  // a Var records its expression when assigned
     tensor = caught([&] { (void)(t * 2.0); });
     leaf = caught([&] { (void)tape.variable(1.0); });
   }).join();
